@@ -1,0 +1,221 @@
+// CPU kernels of the pairwise losses. Rows are processed in tiles of kTile against column
+// tiles of kTile; the similarity of a (row, column tile) is recomputed where needed, so no
+// n x n buffer exists. Every tile's partial sum is written to its own slot and the slots are
+// added in a fixed order: the result does not depend on the number of threads.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "common/pairwise_checks.h"
+
+namespace fastclust {
+namespace {
+
+constexpr int64_t kTile = 64;
+
+template <typename T>
+struct PairwiseBlock {
+  const T* rows;     // n x k, row-major
+  const T* cols_t;   // k x m: columns transposed, so a row's similarities to a column tile
+                     // come out of contiguous, vectorisable loops
+  const T* inv_norm_rows;  // n, used for DSEC's cosine selection only
+  const T* inv_norm_cols;  // m
+  int64_t n, m, k;
+  bool symmetric;    // cols are the rows themselves: S is symmetric
+  T u, l, eps;
+  int64_t kind;
+};
+
+// s[j] = rows[i] . cols[j0 + j] for j < jn, summed over features in order, so that
+// S_ij and S_ji come out bit-identical in the symmetric case.
+template <typename T>
+inline void similarity_row(const PairwiseBlock<T>& b, int64_t i, int64_t j0, int64_t jn,
+                           T* __restrict__ s) {
+  const T* __restrict__ a = b.rows + i * b.k;
+  for (int64_t j = 0; j < jn; ++j) s[j] = T(0);
+  for (int64_t c = 0; c < b.k; ++c) {
+    const T ac = a[c];
+    const T* __restrict__ bc = b.cols_t + c * b.m + j0;
+    for (int64_t j = 0; j < jn; ++j) s[j] += ac * bc[j];
+  }
+}
+
+template <typename T>
+inline T selection_of(const PairwiseBlock<T>& b, T s, int64_t i, int64_t j) {
+  return b.kind == kDsecSquared ? selection_similarity(b.kind, s, b.inv_norm_rows[i], b.inv_norm_cols[j])
+                                : s;
+}
+
+// Independent lanes keep the dot product vectorisable without reassociating a single sum.
+template <typename T>
+inline T dot_lanes(const T* __restrict__ x, const T* __restrict__ y, int64_t len) {
+  constexpr int kLanes = 8;
+  T lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l] * y[j + l];
+  T total = 0;
+  for (; j < len; ++j) total += x[j] * y[j];
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
+// Row tiles t and (tiles - 1 - t) go to one task: with the symmetric trick a row tile's work
+// shrinks with its index, and pairing them evens out the threads.
+template <typename F>
+void for_each_row_tile_balanced(int64_t row_tiles, const F& body) {
+  at::parallel_for(0, (row_tiles + 1) / 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      body(t);
+      if (row_tiles - 1 - t != t) body(row_tiles - 1 - t);
+    }
+  });
+}
+
+template <typename T>
+struct TileSums {
+  double loss = 0;
+  int64_t positives = 0, negatives = 0;
+};
+
+template <typename T>
+TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int64_t tile) {
+  TileSums<T> sums;
+  T s[kTile];
+  const int64_t i0 = tile * kTile, i1 = std::min(b.n, i0 + kTile);
+  // Symmetric: only column tiles at or right of the diagonal; the others mirror them.
+  for (int64_t jt = b.symmetric ? tile : 0; jt * kTile < b.m; ++jt) {
+    const int64_t j0 = jt * kTile, jn = std::min(kTile, b.m - j0);
+    const int64_t weight = (b.symmetric && jt != tile) ? 2 : 1;
+    for (int64_t i = i0; i < i1; ++i) {
+      similarity_row(b, i, j0, jn, s);
+      T loss = 0, poison = 0;
+      int64_t pos = 0, neg = 0;
+      for (int64_t j = 0; j < jn; ++j) {
+        const int sel = select_pair(selection_of(b, s[j], i, j0 + j), b.u, b.l);
+        loss += pair_loss(b.kind, sel, s[j], b.eps);
+        poison += nan_unless_finite(s[j]);
+        pos += sel > 0;
+        neg += sel < 0;
+      }
+      sums.loss += static_cast<double>(weight) * (static_cast<double>(loss) + poison);
+      sums.positives += weight * pos;
+      sums.negatives += weight * neg;
+    }
+  }
+  return sums;
+}
+
+// grad_rows[i] = scale * sum_j dloss(S_ij)/dS_ij * cols[j], over all columns.
+template <typename T>
+void backward_row_tile(const PairwiseBlock<T>& b, int64_t tile, T scale, T* grad) {
+  T s[kTile], g[kTile];
+  const int64_t i0 = tile * kTile, i1 = std::min(b.n, i0 + kTile);
+  std::vector<T> acc((i1 - i0) * b.k, T(0));
+  for (int64_t j0 = 0; j0 < b.m; j0 += kTile) {
+    const int64_t jn = std::min(kTile, b.m - j0);
+    for (int64_t i = i0; i < i1; ++i) {
+      similarity_row(b, i, j0, jn, s);
+      for (int64_t j = 0; j < jn; ++j) {
+        const int sel = select_pair(selection_of(b, s[j], i, j0 + j), b.u, b.l);
+        g[j] = pair_loss_grad(b.kind, sel, s[j], b.eps);
+      }
+      T* acc_row = acc.data() + (i - i0) * b.k;
+      for (int64_t c = 0; c < b.k; ++c) acc_row[c] += dot_lanes(g, b.cols_t + c * b.m + j0, jn);
+    }
+  }
+  for (int64_t idx = 0; idx < (i1 - i0) * b.k; ++idx) grad[i0 * b.k + idx] = scale * acc[idx];
+}
+
+// Shared set-up of forward and backward: contiguous rows, transposed columns, inverse norms.
+template <typename T>
+struct PreparedBlock {
+  at::Tensor rows, cols_t, inv_norm_rows, inv_norm_cols;
+  PairwiseBlock<T> block;
+};
+
+at::Tensor inverse_norms(const at::Tensor& x) {
+  return x.norm(2, {1}).clamp_min(kNormFloor).reciprocal();
+}
+
+template <typename T>
+PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>& cols, double u,
+                         double l, int64_t kind, double eps) {
+  PreparedBlock<T> p;
+  p.rows = rows.contiguous();
+  const at::Tensor& c = cols.has_value() ? *cols : rows;
+  p.cols_t = c.t().contiguous();
+  if (kind == kDsecSquared) {
+    p.inv_norm_rows = inverse_norms(p.rows);
+    p.inv_norm_cols = cols.has_value() ? inverse_norms(c) : p.inv_norm_rows;
+  }
+  auto& b = p.block;
+  b.rows = p.rows.template const_data_ptr<T>();
+  b.cols_t = p.cols_t.template const_data_ptr<T>();
+  b.inv_norm_rows = p.inv_norm_rows.defined() ? p.inv_norm_rows.template const_data_ptr<T>() : nullptr;
+  b.inv_norm_cols = p.inv_norm_cols.defined() ? p.inv_norm_cols.template const_data_ptr<T>() : nullptr;
+  b.n = rows.size(0);
+  b.m = c.size(0);
+  b.k = rows.size(1);
+  b.symmetric = !cols.has_value();
+  b.u = static_cast<T>(u);
+  b.l = static_cast<T>(l);
+  b.eps = static_cast<T>(eps);
+  b.kind = kind;
+  return p;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cpu(
+    const at::Tensor& rows, const std::optional<at::Tensor>& cols, double u, double l,
+    int64_t kind, double eps) {
+  check_pairwise_args(rows, cols, u, l, kind, eps);
+  double loss = 0;
+  int64_t positives = 0, negatives = 0;
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "pairwise_loss_cpu", [&] {
+    const auto prepared = prepare<scalar_t>(rows, cols, u, l, kind, eps);
+    const auto& b = prepared.block;
+    const int64_t row_tiles = (b.n + kTile - 1) / kTile;
+    std::vector<TileSums<scalar_t>> partial(row_tiles);
+    for_each_row_tile_balanced(row_tiles, [&](int64_t t) { partial[t] = forward_row_tile(b, t); });
+    for (const auto& p : partial) {
+      loss += p.loss;
+      positives += p.positives;
+      negatives += p.negatives;
+    }
+  });
+  const auto opts = rows.options();
+  return {at::scalar_tensor(loss, opts), at::scalar_tensor(positives, opts.dtype(at::kLong)),
+          at::scalar_tensor(negatives, opts.dtype(at::kLong))};
+}
+
+at::Tensor pairwise_loss_backward_cpu(const at::Tensor& grad_sum, const at::Tensor& rows,
+                                      const std::optional<at::Tensor>& cols, double u, double l,
+                                      int64_t kind, double eps) {
+  check_pairwise_backward_args(grad_sum, rows, cols, u, l, kind, eps);
+  auto grad = at::empty(rows.sizes(), rows.options());
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "pairwise_loss_backward_cpu", [&] {
+    const auto prepared = prepare<scalar_t>(rows, cols, u, l, kind, eps);
+    const auto& b = prepared.block;
+    // Symmetric: row i is both sides of its pairs, and S_ij = S_ji, so its gradient is twice
+    // the one-sided sum.
+    const scalar_t scale = static_cast<scalar_t>(grad_sum.item<double>() * (b.symmetric ? 2 : 1));
+    const int64_t row_tiles = (b.n + kTile - 1) / kTile;
+    scalar_t* out = grad.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, row_tiles, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) backward_row_tile(b, t, scale, out);
+    });
+  });
+  return grad;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
+  m.impl("pairwise_loss", &pairwise_loss_cpu);
+  m.impl("pairwise_loss_backward", &pairwise_loss_backward_cpu);
+}
+
+}  // namespace fastclust
