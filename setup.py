@@ -68,8 +68,8 @@ if not with_cuda:
     print(f"fastclust: building CPU kernels only ({reason})")
 
 sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-cxx_flags = ["-O3", "-fopenmp", "-DPy_LIMITED_API=0x030a0000"]
-nvcc_flags = ["-O3", "-lineinfo", "-DPy_LIMITED_API=0x030a0000"]
+cxx_flags = ["-O3", "-fopenmp"]
+nvcc_flags = ["-O3", "-lineinfo"]
 if with_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
     cxx_flags.append("-DFASTCLUST_WITH_CUDA")

@@ -13,7 +13,7 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(fastclust, m) {
   // ---- restraint layer (DAC Eq. 9, DSEC C_p) ----
-  m.def("restraint(Tensor x, float p) -> Tensor");
+  m.def("restraint(Tensor feats, float p) -> Tensor");
   m.def("restraint_backward(Tensor grad_out, Tensor out, float p) -> Tensor");
 
   // ---- pairwise losses (DAC, DSEC) ----

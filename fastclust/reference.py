@@ -13,12 +13,37 @@ def restraint(x, p=2.0):
     return t / t.norm(p=p, dim=1, keepdim=True)
 
 
-def _reduce_pairs(pair_loss, sim, pos, neg, reduction, return_stats):
-    # A non-finite similarity poisons the loss (sim - sim is NaN there) instead of being
-    # silently left out by the threshold comparisons.
-    pair_loss = torch.where(torch.isfinite(sim), pair_loss, sim - sim)
-    total = pair_loss.sum()
-    n_pos, n_neg = pos.sum(), neg.sum()
+DAC_LOG, DSEC_SQUARED = 0, 1
+
+
+def pairwise_loss(rows, cols, u, l, kind, eps):
+    """Twin of ``torch.ops.fastclust.pairwise_loss``: the per-pair loss summed over rows x cols
+    (cols=None: rows x rows) and the numbers of positive and negative pairs."""
+    cols = rows if cols is None else cols
+    S = rows @ cols.T
+    with torch.no_grad():
+        if kind == DSEC_SQUARED:
+            inv_r = 1 / rows.norm(dim=1).clamp_min(_NORM_FLOOR)
+            inv_c = 1 / cols.norm(dim=1).clamp_min(_NORM_FLOOR)
+            selection = S * inv_r[:, None] * inv_c[None, :]
+        else:
+            selection = S
+        pos, neg = selection > u, selection < l
+    zero = S.new_zeros(())
+    if kind == DSEC_SQUARED:
+        pair_loss = torch.where(pos, (1 - S) ** 2, zero) + torch.where(neg, S ** 2, zero)
+    else:
+        pair_loss = (torch.where(pos, -torch.log(S.clamp(eps, 1)), zero)
+                     + torch.where(neg, -torch.log((1 - S).clamp(eps, 1)), zero))
+    # A non-finite similarity poisons the loss (S - S is NaN there) instead of being silently
+    # left out by the threshold comparisons.
+    pair_loss = torch.where(torch.isfinite(S), pair_loss, S - S)
+    return pair_loss.sum(), pos.sum(), neg.sum()
+
+
+def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats):
+    features = feats if normalized else restraint(feats, p)
+    total, n_pos, n_neg = pairwise_loss(features, None, u, l, kind, eps)
     if reduction == "mean":
         total = total / (n_pos + n_neg).clamp_min(1).to(total.dtype)
     return (total, n_pos, n_neg) if return_stats else total
@@ -26,23 +51,8 @@ def _reduce_pairs(pair_loss, sim, pos, neg, reduction, return_stats):
 
 def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7,
              return_stats=False):
-    L = feats if normalized else restraint(feats, p)
-    S = L @ L.T
-    with torch.no_grad():
-        pos, neg = S > u, S < l
-    zero = S.new_zeros(())
-    pair_loss = (torch.where(pos, -torch.log(S.clamp(eps, 1)), zero)
-                 + torch.where(neg, -torch.log((1 - S).clamp(eps, 1)), zero))
-    return _reduce_pairs(pair_loss, S, pos, neg, reduction, return_stats)
+    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats)
 
 
 def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False):
-    I = feats if normalized else restraint(feats, p)
-    S = I @ I.T
-    with torch.no_grad():
-        inv_norm = 1 / I.norm(dim=1).clamp_min(_NORM_FLOOR)
-        cos = S * inv_norm[:, None] * inv_norm[None, :]
-        pos, neg = cos > u, cos < l
-    zero = S.new_zeros(())
-    pair_loss = torch.where(pos, (1 - S) ** 2, zero) + torch.where(neg, S ** 2, zero)
-    return _reduce_pairs(pair_loss, S, pos, neg, reduction, return_stats)
+    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats)

@@ -25,9 +25,10 @@ FC_HD int select_pair(T selection_similarity, T u, T l) {
 template <typename T>
 FC_HD T clamp_unit(T x, T eps) { return x < eps ? eps : (x > T(1) ? T(1) : x); }
 
-// Within [eps, 1], bounds included: where torch.clamp passes its gradient through.
+// Strictly inside (eps, 1): where torch.clamp with scalar bounds passes its gradient through
+// (at a bound it passes none), so the kernels match the eager loss at the kinks too.
 template <typename T>
-FC_HD bool in_clamp_range(T x, T eps) { return x >= eps && x <= T(1); }
+FC_HD bool in_clamp_range(T x, T eps) { return x > eps && x < T(1); }
 
 template <typename T>
 FC_HD T pair_loss(int64_t kind, int selection, T s, T eps) {

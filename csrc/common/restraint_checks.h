@@ -4,8 +4,8 @@
 
 namespace fastclust {
 
-inline void check_restraint_args(const at::Tensor& x, double p) {
-  check_matrix(x, "x");
+inline void check_restraint_args(const at::Tensor& feats, double p) {
+  check_matrix(feats, "feats");
   check_positive(p, "p");
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/pairwise_checks.h"
+#include "common/row_norms.h"
 
 namespace fastclust {
 namespace {
@@ -137,10 +138,6 @@ struct PreparedBlock {
   PairwiseBlock<T> block;
 };
 
-at::Tensor inverse_norms(const at::Tensor& x) {
-  return x.norm(2, {1}).clamp_min(kNormFloor).reciprocal();
-}
-
 template <typename T>
 PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>& cols, double u,
                          double l, int64_t kind, double eps) {
@@ -149,8 +146,8 @@ PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>
   const at::Tensor& c = cols.has_value() ? *cols : rows;
   p.cols_t = c.t().contiguous();
   if (kind == kDsecSquared) {
-    p.inv_norm_rows = inverse_norms(p.rows);
-    p.inv_norm_cols = cols.has_value() ? inverse_norms(c) : p.inv_norm_rows;
+    p.inv_norm_rows = inverse_row_norms(p.rows, rows.scalar_type());
+    p.inv_norm_cols = cols.has_value() ? inverse_row_norms(c, rows.scalar_type()) : p.inv_norm_rows;
   }
   auto& b = p.block;
   b.rows = p.rows.template const_data_ptr<T>();

@@ -5,9 +5,9 @@ from ._autograd import OPS, scalar
 
 
 @torch.library.register_fake("fastclust::restraint")
-def _restraint_fake(x, p):
-    torch._check(x.dim() == 2, lambda: "fastclust: x must be a 2-D (n, k) tensor")
-    return x.new_empty(x.shape)
+def _restraint_fake(feats, p):
+    torch._check(feats.dim() == 2, lambda: "fastclust: feats must be a 2-D (n, k) tensor")
+    return feats.new_empty(feats.shape)
 
 
 @torch.library.register_fake("fastclust::restraint_backward")
@@ -29,9 +29,9 @@ torch.library.register_autograd("fastclust::restraint", _restraint_backward,
                                 setup_context=_restraint_setup)
 
 
-def restraint(x, p=2.0):
-    """Row-wise ``exp(x - max(x)) / ||exp(x - max(x))||_p`` of an ``(n, k)`` tensor.
+def restraint(feats, p=2.0):
+    """Row-wise ``t / ||t||_p`` with ``t = exp(feats - max(feats))``, of an ``(n, k)`` tensor.
 
     DAC's restraint layer (p = 2) and DSEC's constraint layer C_p (any p > 0). Differentiable.
     """
-    return OPS.restraint(x, scalar(p, "p"))
+    return OPS.restraint(feats, scalar(p, "p"))

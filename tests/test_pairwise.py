@@ -1,0 +1,271 @@
+import math
+
+import pytest
+import torch
+from torch.library import opcheck
+
+import fastclust
+from fastclust import reference
+from helpers import DEVICES, assert_accurate, devices, low_precision_dtypes
+
+LOSSES = {"dac": (fastclust.dac_loss, reference.dac_loss),
+          "dsec": (fastclust.dsec_loss, reference.dsec_loss)}
+losses = pytest.mark.parametrize("name", list(LOSSES))
+SIZES = ([(n, k) for n in (1, 2, 3, 127) for k in (1, 2, 10, 70, 700)]
+         + [(1000, 10), (1000, 70)])
+
+
+def features(n, k, dtype=torch.float64, device="cpu", scale=4.0, seed=0):
+    # Scaled logits give a spread of similarities, so every threshold region is populated.
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, k, generator=g, dtype=torch.float64) * scale).to(dtype=dtype, device=device)
+
+
+def loss_and_grad(fn, x, *args, **kwargs):
+    x = x.detach().requires_grad_()
+    loss, n_pos, n_neg = fn(x, *args, return_stats=True, **kwargs)
+    (grad,) = torch.autograd.grad(loss, x)
+    return loss.detach(), n_pos, n_neg, grad
+
+
+@losses
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("n,k", SIZES)
+def test_matches_reference_float64(name, n, k, p):
+    fn, ref = LOSSES[name]
+    x = features(n, k)
+    u, l = (0.8, 0.3) if k > 1 else (1.0, 1.0)  # k = 1: every similarity is exactly 1
+    got = loss_and_grad(fn, x, u, l, p=p)
+    want = loss_and_grad(ref, x, u, l, p=p)
+    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-9, atol=1e-12)
+
+
+@losses
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("normalized", [False, True])
+def test_options_match_reference(name, reduction, normalized):
+    fn, ref = LOSSES[name]
+    x = features(50, 6)
+    if normalized:
+        # Norms below 1 keep the diagonal S_ii off DAC's clamp kink at 1, where a last-bit
+        # rounding difference would switch its gradient between -1/S and 0.
+        x = 0.9 * reference.restraint(x, 2.0)
+    got = loss_and_grad(fn, x, 0.7, 0.2, normalized=normalized, reduction=reduction)
+    want = loss_and_grad(ref, x, 0.7, 0.2, normalized=normalized, reduction=reduction)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-9, atol=1e-12)
+
+
+def test_hand_computed():
+    # S = [[1, 0, .6], [0, 1, .8], [.6, .8, 1]] with u = .7, l = .3: 5 positives (the diagonal
+    # and S = .8 twice), 2 negatives (S = 0 twice), S = .6 ignored.
+    L = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    loss, n_pos, n_neg = fastclust.dac_loss(L, 0.7, 0.3, normalized=True, reduction="sum",
+                                            return_stats=True)
+    assert (n_pos.item(), n_neg.item()) == (5, 2)
+    assert loss.item() == pytest.approx(-2 * math.log(0.8), rel=1e-12)
+    mean = fastclust.dac_loss(L, 0.7, 0.3, normalized=True)
+    assert mean.item() == pytest.approx(-2 * math.log(0.8) / 7, rel=1e-12)
+    # DSEC: (1 - .8)^2 twice for the positives, 0^2 for the negatives.
+    assert fastclust.dsec_loss(L, 0.7, 0.3, normalized=True, reduction="sum").item() == pytest.approx(0.08, rel=1e-12)
+    # d/dL of the DSEC sum: row 0 pairs only with rows 1 (negative, S=0) and itself (S=1).
+    L.requires_grad_()
+    (grad,) = torch.autograd.grad(fastclust.dsec_loss(L, 0.7, 0.3, normalized=True, reduction="sum"), L)
+    # Rows 1 and 2: pairs (1,2),(2,1) give 2 * 2 * (S - 1) * L_other = -0.8 L_other.
+    torch.testing.assert_close(grad[1], -0.8 * L[2].detach())
+    torch.testing.assert_close(grad[2], -0.8 * L[1].detach())
+    torch.testing.assert_close(grad[0], torch.zeros(2, dtype=torch.float64))
+
+
+def test_dac_clamp_matches_reference_at_the_bounds():
+    # Similarities of exactly 1 (clamp upper bound) and 0 (1 - S at the upper bound).
+    L = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    got = loss_and_grad(fastclust.dac_loss, L, 0.9, 0.1, normalized=True)
+    want = loss_and_grad(reference.dac_loss, L, 0.9, 0.1, normalized=True)
+    torch.testing.assert_close(got[3], want[3])
+
+
+@losses
+def test_no_pair_selected_is_zero_not_nan(name):
+    fn, _ = LOSSES[name]
+    x = features(20, 5).requires_grad_()
+    loss, n_pos, n_neg = fn(x, 2.0, -1.0, return_stats=True)  # every S lies in [0, 1]
+    assert loss.item() == 0.0 and n_pos.item() == 0 and n_neg.item() == 0
+    (grad,) = torch.autograd.grad(loss, x)
+    assert torch.equal(grad, torch.zeros_like(x))
+
+
+@losses
+def test_rectangular_block_matches_reference(name):
+    kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
+    rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
+    cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
+    got = torch.ops.fastclust.pairwise_loss(rows, cols, 0.6, 0.2, kind, 1e-7)
+    want = reference.pairwise_loss(rows, cols, 0.6, 0.2, kind, 1e-7)
+    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(torch.autograd.grad(got[0], (rows, cols)),
+                               torch.autograd.grad(want[0], (rows, cols)))
+
+
+@devices
+@losses
+def test_low_precision_accuracy(device, name):
+    fn, ref = LOSSES[name]
+    x64 = features(500, 10, device=device)
+    want = loss_and_grad(ref, x64, 0.8, 0.3)
+    for dtype in low_precision_dtypes(device):
+        x = x64.to(dtype)
+        got = loss_and_grad(fn, x, 0.8, 0.3)
+        eager = loss_and_grad(ref, x, 0.8, 0.3)
+        assert_accurate(got[0], eager[0], want[0], name=f"{dtype} loss")
+        assert_accurate(got[3], eager[3], want[3], name=f"{dtype} grad")
+
+
+@devices
+@losses
+def test_deterministic(device, name):
+    fn, _ = LOSSES[name]
+    x = features(700, 12, dtype=torch.float32, device=device)
+    first = loss_and_grad(fn, x, 0.8, 0.3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        second = loss_and_grad(fn, x, 0.8, 0.3)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[3], second[3])
+
+
+@losses
+def test_gradcheck(name):
+    fn, _ = LOSSES[name]
+    x = features(6, 3, scale=1.0, seed=3).requires_grad_()
+    # Thresholds far from every similarity: the selection must not flip under perturbation.
+    S = reference.restraint(x.detach(), 2.0) @ reference.restraint(x.detach(), 2.0).T
+    u = (S.max() + S.min()) / 2
+    assert ((S - u).abs() > 1e-3).all()
+    assert torch.autograd.gradcheck(lambda t: fn(t, u.item(), u.item()), (x,))
+
+
+def test_opcheck():
+    rows = reference.restraint(features(9, 4, dtype=torch.float32), 2.0).requires_grad_()
+    cols = reference.restraint(features(5, 4, dtype=torch.float32, seed=1), 2.0).requires_grad_()
+    for kind in (reference.DAC_LOG, reference.DSEC_SQUARED):
+        opcheck(torch.ops.fastclust.pairwise_loss.default, (rows, None, 0.7, 0.3, kind, 1e-7))
+        opcheck(torch.ops.fastclust.pairwise_loss.default, (rows, cols, 0.7, 0.3, kind, 1e-7))
+        grad = torch.tensor(0.5)
+        opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
+                (grad, rows.detach(), None, 0.7, 0.3, kind, 1e-7))
+        opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
+                (grad, rows.detach(), cols.detach(), 0.7, 0.3, kind, 1e-7))
+
+
+@losses
+def test_torch_compile_fullgraph(name):
+    fn, _ = LOSSES[name]
+    x = features(40, 6, dtype=torch.float32)
+    compiled = torch.compile(lambda t: fn(t, 0.8, 0.3), fullgraph=True, backend="aot_eager")
+    got, want = loss_and_grad(lambda t, **kw: _with_stats(compiled, t), x), loss_and_grad(fn, x, 0.8, 0.3)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[3], want[3])
+
+
+def _with_stats(fn, t):
+    loss = fn(t)
+    zero = torch.zeros((), dtype=torch.long)
+    return loss, zero, zero
+
+
+def test_torch_compile_inductor():
+    x = features(40, 6, dtype=torch.float32).requires_grad_()
+    compiled = torch.compile(lambda t: fastclust.dac_loss(t, 0.8, 0.3) * 2, fullgraph=True)
+    got = compiled(x)
+    torch.testing.assert_close(got, fastclust.dac_loss(x, 0.8, 0.3) * 2)
+    torch.testing.assert_close(torch.autograd.grad(got, x)[0],
+                               torch.autograd.grad(fastclust.dac_loss(x, 0.8, 0.3) * 2, x)[0])
+
+
+@losses
+def test_non_contiguous(name):
+    fn, ref = LOSSES[name]
+    x = features(11, 30).t()  # (30, 11), column-major
+    assert not x.is_contiguous()
+    torch.testing.assert_close(fn(x, 0.8, 0.3), ref(x.contiguous(), 0.8, 0.3))
+
+
+@losses
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_give_non_finite_loss(name, bad):
+    fn, ref = LOSSES[name]
+    x = features(30, 5)
+    x[7, 2] = bad
+    assert not torch.isfinite(fn(x, 0.8, 0.3))
+    assert not torch.isfinite(ref(x, 0.8, 0.3))
+    xn = reference.restraint(features(30, 5), 2.0)
+    xn[3, 1] = bad
+    assert not torch.isfinite(fn(xn, 0.8, 0.3, normalized=True))
+
+
+@losses
+@pytest.mark.parametrize("x,kwargs,match", [
+    (torch.randn(5), {}, "feats must be a 2-D"),
+    (torch.randn(0, 3), {}, "must have at least one row"),
+    (torch.randn(3, 0), {}, r"at least one column \(k >= 1\)"),
+    (torch.randn(4, 3), {"u": 0.2, "l": 0.5}, r"lower threshold l \(0.5\) must not exceed the upper threshold u \(0.2\)"),
+    (torch.randn(4, 3), {"u": float("nan")}, "u must be finite"),
+    (torch.randn(4, 3), {"l": float("-inf")}, "l must be finite"),
+    (torch.randn(4, 3), {"p": 0.0}, "p must be a finite number > 0"),
+    (torch.randn(4, 3), {"p": -2.0}, "p must be a finite number > 0"),
+    (torch.randn(4, 3).half(), {"normalized": True}, "feats must be float32 or float64"),
+    (torch.ones(4, 3, dtype=torch.int32), {"normalized": True}, "feats must be float32 or float64"),
+])
+def test_bad_input(name, x, kwargs, match):
+    fn, _ = LOSSES[name]
+    args = {"u": 0.8, "l": 0.3, **kwargs}
+    u, l = args.pop("u"), args.pop("l")
+    with pytest.raises(RuntimeError, match=match):
+        fn(x, u, l, **args)
+
+
+def test_bad_python_arguments():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fastclust.dac_loss(x, 0.8, 0.3, reduction="max")
+    with pytest.raises(TypeError, match="u must be a number"):
+        fastclust.dac_loss(x, "high", 0.3)
+    with pytest.raises(RuntimeError, match=r"eps must be in \[0, 1\)"):
+        fastclust.dac_loss(x, 0.8, 0.3, eps=2.0)
+
+
+def test_bad_block_arguments():
+    rows = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="cols has dtype Double but feats has dtype Float"):
+        torch.ops.fastclust.pairwise_loss(rows, torch.randn(4, 3, dtype=torch.float64), 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="cols has 2 features per row but feats has 3"):
+        torch.ops.fastclust.pairwise_loss(rows, torch.randn(4, 2), 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match=r"kind must be 0 \(DAC\) or 1 \(DSEC\)"):
+        torch.ops.fastclust.pairwise_loss(rows, None, 0.8, 0.3, 5, 1e-7)
+    with pytest.raises(RuntimeError, match="grad_sum must be a 0-dim tensor"):
+        torch.ops.fastclust.pairwise_loss_backward(torch.ones(2), rows, None, 0.8, 0.3, 0, 1e-7)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+def test_device_mismatch():
+    with pytest.raises(RuntimeError, match="cols is on cpu but feats is on cuda"):
+        torch.ops.fastclust.pairwise_loss(torch.rand(4, 3, device="cuda"), torch.rand(4, 3), 0.8, 0.3, 0, 1e-7)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@losses
+@pytest.mark.parametrize("n,k", [(1, 1), (3, 2), (127, 70), (1000, 700), (1025, 10)])
+def test_cuda_matches_cpu_float64(name, n, k):
+    fn, _ = LOSSES[name]
+    x = features(n, k)
+    got = loss_and_grad(fn, x.cuda(), 0.8, 0.3)
+    want = loss_and_grad(fn, x, 0.8, 0.3)
+    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+    torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[3].cpu(), want[3], rtol=1e-9, atol=1e-12)
