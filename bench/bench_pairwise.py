@@ -1,0 +1,68 @@
+"""Pairwise losses (restraint + DAC / DSEC): fastclust vs eager reference vs torch.compile(reference).
+
+    pytest bench/bench_pairwise.py --benchmark-json=bench/pairwise.json
+    python bench/report.py bench/pairwise.json
+
+FASTCLUST_BENCH_MAX_N caps n (default: 16384 on CPU, 131072 on CUDA).
+"""
+import os
+
+import pytest
+import torch
+
+import fastclust
+from fastclust import reference
+from common import DEVICE, compiled, record_peak_memory, time_case
+
+MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 131072 if DEVICE == "cuda" else 16384))
+# Largest n whose n x n float32 matrices eager PyTorch can hold several of.
+EAGER_MAX_N = 16384 if DEVICE == "cuda" else 4096
+U, L = 0.9, 0.4
+LOSSES = {"dac": (fastclust.dac_loss, reference.dac_loss),
+          "dsec": (fastclust.dsec_loss, reference.dsec_loss)}
+
+
+def implementation(impl, loss):
+    fused, eager = LOSSES[loss]
+    return {"fastclust": fused, "eager": eager, "compile": compiled(eager)}[impl]
+
+
+def make_inputs(n, k, device=DEVICE):
+    g = torch.Generator().manual_seed(0)
+    feats = (torch.randn(n, k, generator=g) * 3).to(device).requires_grad_()
+    return [feats, U, L]
+
+
+def cases():
+    for loss in LOSSES:
+        for n in (1024, 4096, 16384, 65536, 131072):
+            for k in (10, 70):
+                for impl in ("fastclust", "eager", "compile"):
+                    if n <= MAX_N and (impl == "fastclust" or n <= EAGER_MAX_N) and (n <= 65536 or k == 10):
+                        yield pytest.param(loss, impl, n, k, id=f"{loss}-{impl}-n{n}-k{k}")
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("loss,impl,n,k", cases())
+def test_time(benchmark, loss, impl, n, k, backward):
+    benchmark.group = f"{loss} n={n} k={k} {'fwd+bwd' if backward else 'fwd'}"
+    rounds = 3 if n >= 16384 else 10
+    time_case(benchmark, implementation(impl, loss), make_inputs(n, k), backward, rounds,
+              op=loss, impl=impl, n=n, k=k)
+
+
+def memory_case(impl, case, device):
+    loss, n, k = case
+    return implementation(impl, loss), make_inputs(n, k, device)
+
+
+MEMORY_CASES = [("fastclust", "dac", 4096, 10), ("eager", "dac", 4096, 10),
+                ("fastclust", "dac", 32768, 10)]
+
+
+@pytest.mark.parametrize("impl,loss,n,k", MEMORY_CASES, ids=[f"{i}-{l}-n{n}-k{k}" for i, l, n, k in MEMORY_CASES])
+def test_peak_memory(benchmark, impl, loss, n, k):
+    benchmark.group = "peak memory, fwd+bwd"
+    peak = record_peak_memory(benchmark, "bench_pairwise", impl, (loss, n, k), op=loss, n=n, k=k)
+    if impl == "fastclust" and n == 32768:
+        assert peak < 2**30, f"target: n=32768, k=10 under 1 GB peak, measured {peak / 2**20:.0f} MB"

@@ -1,0 +1,38 @@
+"""Markdown tables from a pytest-benchmark JSON file: `python bench/report.py RUN.json`."""
+import json
+import sys
+from collections import defaultdict
+
+
+def main(path):
+    run = json.load(open(path))
+    times, memory = defaultdict(dict), []
+    device = None
+    for b in run["benchmarks"]:
+        info = b["extra_info"]
+        device = device or f"{info['device']}, torch {info['torch']}, fastclust {info['fastclust']}"
+        if "peak_mb" in info:
+            memory.append(info)
+            continue
+        key = (info["op"], *(f"{name}={info[name]}" for name in sorted(info) if name in ("n", "k", "d")),
+               "fwd+bwd" if info["backward"] else "fwd")
+        times[key][info["impl"]] = b["stats"]["median"] * 1e3
+    print(f"Device: {device}. Median of the rounds, milliseconds.\n")
+    impls = ["fastclust", "eager", "compile"]
+    if times:
+        print("| op | size | pass | " + " | ".join(impls) + " | eager / fastclust | compile / fastclust |")
+        print("|---|---|---|" + "---|" * (len(impls) + 2))
+    for key, row in times.items():
+        cells = [f"{row[i]:.2f}" if i in row else "-" for i in impls]
+        ratios = [f"{row[i] / row['fastclust']:.1f}x" if i in row and "fastclust" in row else "-"
+                  for i in ("eager", "compile")]
+        print(f"| {key[0]} | {' '.join(key[1:-1])} | {key[-1]} | " + " | ".join(cells + ratios) + " |")
+    if memory:
+        print("\n| op | impl | size | peak extra memory, fwd+bwd (MB) |\n|---|---|---|---|")
+        for info in memory:
+            size = " ".join(f"{name}={info[name]}" for name in ("n", "k", "d") if name in info)
+            print(f"| {info['op']} | {info['impl']} | {size} | {info['peak_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
