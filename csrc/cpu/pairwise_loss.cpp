@@ -11,6 +11,7 @@
 
 #include "common/pairwise_checks.h"
 #include "common/row_norms.h"
+#include "cpu/cpu_utils.h"
 
 namespace fastclust {
 namespace {
@@ -83,7 +84,7 @@ struct TileSums {
 };
 
 template <typename T>
-TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int64_t tile) {
+FC_CPU_MULTIVERSION TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int64_t tile) {
   TileSums<T> sums;
   T s[kTile];
   const int64_t i0 = tile * kTile, i1 = std::min(b.n, i0 + kTile);
@@ -112,7 +113,7 @@ TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int64_t tile) {
 
 // grad_rows[i] = scale * sum_j dloss(S_ij)/dS_ij * cols[j], over all columns.
 template <typename T>
-void backward_row_tile(const PairwiseBlock<T>& b, int64_t tile, T scale, T* grad) {
+FC_CPU_MULTIVERSION void backward_row_tile(const PairwiseBlock<T>& b, int64_t tile, T scale, T* grad) {
   T s[kTile], g[kTile];
   const int64_t i0 = tile * kTile, i1 = std::min(b.n, i0 + kTile);
   std::vector<T> acc((i1 - i0) * b.k, T(0));
