@@ -1,6 +1,7 @@
 """Pairwise clustering losses: DAC (Eq. 6-10) and DSEC (Eq. 2, 8-12) in one fused op each way."""
 import torch
 
+from .. import distributed
 from ._autograd import OPS, acc_dtype, scalar
 from .restraint import restraint
 
@@ -42,12 +43,44 @@ torch.library.register_autograd("fastclust::pairwise_loss", _pairwise_backward,
                                 setup_context=_pairwise_setup)
 
 
-def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats):
+class _GlobalPairwiseLoss(torch.autograd.Function):
+    """Sum over local rows x the global batch, all-reduced over the group.
+
+    Backward needs no communication: the pair (i, j) with i local and j remote is also the pair
+    (j, i) of j's rank, and by symmetry both give row i the same gradient, so row i's gradient
+    is twice its one-sided sum against the gathered batch (times world_size, see
+    fastclust.distributed).
+    """
+
+    @staticmethod
+    def forward(ctx, rows, u, l, kind, eps, group):
+        cols = distributed.gather_rows(rows.detach(), group)
+        total, n_pos, n_neg = OPS.pairwise_loss(rows.detach(), cols, u, l, kind, eps)
+        # One all-reduce for all three; float64 holds the counts exactly up to 2^53 pairs.
+        sums = distributed.all_reduce_sum(torch.stack([total.double(), n_pos.double(), n_neg.double()]), group)
+        ctx.save_for_backward(rows.detach(), cols)
+        ctx.args = (u, l, kind, eps)
+        ctx.factor = 2 * distributed.world_size(group)
+        ctx.mark_non_differentiable(n_pos, n_neg)
+        return sums[0].to(total.dtype), sums[1].long(), sums[2].long()
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_pos, _grad_neg):
+        rows, cols = ctx.saved_tensors
+        grad = OPS.pairwise_loss_backward(grad_total * ctx.factor, rows, cols, *ctx.args)
+        return grad, None, None, None, None, None
+
+
+def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"fastclust: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     features = feats if normalized else restraint(feats, p)
-    total, n_pos, n_neg = OPS.pairwise_loss(features, None, scalar(u, "u"), scalar(l, "l"), kind,
-                                            scalar(eps, "eps"))
+    args = (scalar(u, "u"), scalar(l, "l"), kind, scalar(eps, "eps"))
+    group = distributed.resolve_group(group, global_batch)
+    if group is None:
+        total, n_pos, n_neg = OPS.pairwise_loss(features, None, *args)
+    else:
+        total, n_pos, n_neg = _GlobalPairwiseLoss.apply(features, *args, group)
     if reduction == "mean":
         # No selected pair: 0 / 1, a zero loss with a zero gradient rather than NaN.
         total = total / (n_pos + n_neg).clamp_min(1).to(total.dtype)
@@ -55,7 +88,7 @@ def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats):
 
 
 def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7,
-             return_stats=False):
+             return_stats=False, group=None, global_batch=False):
     """Deep Adaptive Clustering loss (DAC Eq. 6-10) over all ordered pairs of a batch.
 
     ``L = restraint(feats, p)`` (``feats`` itself when ``normalized``), ``S = L L^T`` with the
@@ -64,15 +97,23 @@ def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7
     gradient. ``reduction="mean"`` divides by the number of selected pairs; with none selected
     the loss is 0. ``return_stats=True`` returns ``(loss, n_positive, n_negative)``. No n x n
     tensor is ever held, forward or backward.
+
+    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
+    ``feats`` holds this rank's rows, pairs run over the batch gathered from all ranks, and the
+    loss and counts are those of the whole batch (see :mod:`fastclust.distributed` for the
+    gradient convention).
     """
-    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats)
+    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats, group,
+                     global_batch)
 
 
-def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False):
+def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False,
+              group=None, global_batch=False):
     """Deep Self-Evolution Clustering loss (DSEC Eq. 2, 8-12).
 
     Indicator features ``I = restraint(feats, p)``; pairs are selected on the cosine of
     ``I_i, I_j`` (positive above u, negative below l) and pay ``(r_ij - I_i . I_j)^2`` with
     ``r = 1`` for positives and 0 for negatives. Options as for :func:`dac_loss`.
     """
-    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats)
+    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats, group,
+                     global_batch)

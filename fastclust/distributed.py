@@ -1,0 +1,49 @@
+"""Losses over the global batch of a torch.distributed job.
+
+Each rank passes its local rows; the ops pair them with the rows gathered from every rank
+(a rectangular block: local rows x global columns, never a global n x n tensor), and every rank
+gets the loss of the concatenated batch.
+
+Gradient convention: the gradient a rank receives for its own rows is ``world_size`` times the
+single-process gradient of those rows. DistributedDataParallel averages parameter gradients
+over the ranks, so after its all-reduce every rank holds exactly the single-process gradient of
+the global-batch loss, as if one process had trained on the whole batch.
+"""
+import torch
+import torch.distributed as dist
+
+
+def resolve_group(group, global_batch):
+    """The process group to reduce over, or None for a purely local loss."""
+    if group is None and not global_batch:
+        return None
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("fastclust: group= / global_batch=True need torch.distributed to be "
+                           "initialised first (torch.distributed.init_process_group)")
+    return dist.group.WORLD if group is None else group
+
+
+def world_size(group):
+    return dist.get_world_size(group)
+
+
+def gather_rows(x, group):
+    """The rows of ``x`` from every rank, concatenated in rank order; local row counts may
+    differ between ranks. Not differentiable (the callers' backward handles the columns)."""
+    count = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    counts = [torch.empty_like(count) for _ in range(world_size(group))]
+    dist.all_gather(counts, count, group=group)
+    counts = [int(c) for c in counts]
+    # all_gather needs equal shapes: pad to the largest local batch, then cut the padding off.
+    padded = x.new_zeros((max(counts), *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded, group=group)
+    return torch.cat([part[:c] for part, c in zip(parts, counts)])
+
+
+def all_reduce_sum(t, group):
+    """Sum of ``t`` over the ranks, on every rank (a new tensor)."""
+    t = t.clone()
+    dist.all_reduce(t, group=group)
+    return t

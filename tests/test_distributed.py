@@ -1,0 +1,93 @@
+"""Global-batch losses on torch.distributed: 2 CPU processes, gloo over a file rendezvous."""
+import datetime
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import fastclust
+from fastclust import reference
+
+WORLD = 2
+SIZES = [5, 9]  # uneven local batches
+K = 6
+U, L = 0.7, 0.3
+LOSSES = {"dac": fastclust.dac_loss, "dsec": fastclust.dsec_loss}
+
+
+def full_batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(sum(SIZES), K, generator=g, dtype=torch.float64) * 3
+
+
+def _init(rank, init_file, seconds):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=WORLD, timeout=datetime.timedelta(seconds=seconds))
+
+
+def _global_batch_worker(rank, init_file, out_dir):
+    _init(rank, init_file, 60)
+    start = sum(SIZES[:rank])
+    results = {}
+    for name, fn in LOSSES.items():
+        for reduction in ("mean", "sum"):
+            local = full_batch()[start:start + SIZES[rank]].requires_grad_()
+            loss, n_pos, n_neg = fn(local, U, L, reduction=reduction, return_stats=True,
+                                    global_batch=True)
+            (grad,) = torch.autograd.grad(loss, local)
+            results[name, reduction] = (loss.detach(), n_pos, n_neg, grad)
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_global_batch_equals_single_process(tmp_path):
+    mp.spawn(_global_batch_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
+             nprocs=WORLD, join=True)
+    per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for name in LOSSES:
+        ref = getattr(reference, f"{name}_loss")
+        for reduction in ("mean", "sum"):
+            x = full_batch().requires_grad_()
+            loss, n_pos, n_neg = ref(x, U, L, reduction=reduction, return_stats=True)
+            (grad,) = torch.autograd.grad(loss, x)
+            for rank, results in enumerate(per_rank):
+                got = results[name, reduction]
+                assert (got[1].item(), got[2].item()) == (n_pos.item(), n_neg.item())
+                torch.testing.assert_close(got[0], loss.detach(), rtol=1e-12, atol=1e-14)
+                # The documented convention: world_size x the single-process gradient, so that
+                # DDP's averaging over ranks gives the single-process gradient.
+                start = sum(SIZES[:rank])
+                torch.testing.assert_close(got[3] / WORLD, grad[start:start + SIZES[rank]],
+                                           rtol=1e-10, atol=1e-13)
+
+
+def _dead_peer_worker(rank, init_file, out_dir):
+    _init(rank, init_file, 5)
+    if rank == 1:
+        os._exit(0)  # dies without joining the collective
+    try:
+        fastclust.dac_loss(torch.randn(4, 3), U, L, global_batch=True)
+        outcome = "returned"
+    except Exception as exc:  # the backend's error type varies; that it raises is the point
+        outcome = f"raised {type(exc).__name__}"
+    with open(os.path.join(out_dir, "outcome.txt"), "w") as f:
+        f.write(outcome)
+
+
+def test_dead_rank_raises_instead_of_hanging(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_dead_peer_worker, args=(r, str(tmp_path / "rv"), str(tmp_path)))
+             for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert not p.is_alive(), "a rank hung"
+    assert (tmp_path / "outcome.txt").read_text().startswith("raised")
+
+
+def test_global_batch_without_init_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="need torch.distributed to be initialised"):
+        fastclust.dac_loss(torch.randn(4, 3), U, L, global_batch=True)
