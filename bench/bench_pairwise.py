@@ -3,7 +3,7 @@
     pytest bench/bench_pairwise.py --benchmark-json=bench/pairwise.json
     python bench/report.py bench/pairwise.json
 
-FASTCLUST_BENCH_MAX_N caps n (default: 16384 on CPU, 131072 on CUDA).
+FASTCLUST_BENCH_MAX_N caps n (default: 65536 on CPU, 131072 on CUDA); n >= 65536 runs k = 10 only.
 """
 import os
 
@@ -14,7 +14,7 @@ import fastclust
 from fastclust import reference
 from common import DEVICE, compiled, record_peak_memory, time_case
 
-MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 131072 if DEVICE == "cuda" else 16384))
+MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 131072 if DEVICE == "cuda" else 65536))
 # Largest n whose n x n float32 matrices eager PyTorch can hold several of.
 EAGER_MAX_N = 16384 if DEVICE == "cuda" else 4096
 U, L = 0.9, 0.4
@@ -38,7 +38,7 @@ def cases():
         for n in (1024, 4096, 16384, 65536, 131072):
             for k in (10, 70):
                 for impl in ("fastclust", "eager", "compile"):
-                    if n <= MAX_N and (impl == "fastclust" or n <= EAGER_MAX_N) and (n <= 65536 or k == 10):
+                    if n <= MAX_N and (impl == "fastclust" or n <= EAGER_MAX_N) and (n < 65536 or k == 10):
                         yield pytest.param(loss, impl, n, k, id=f"{loss}-{impl}-n{n}-k{k}")
 
 
@@ -46,7 +46,7 @@ def cases():
 @pytest.mark.parametrize("loss,impl,n,k", cases())
 def test_time(benchmark, loss, impl, n, k, backward):
     benchmark.group = f"{loss} n={n} k={k} {'fwd+bwd' if backward else 'fwd'}"
-    rounds = 3 if n >= 16384 else 10
+    rounds = 1 if n >= 65536 else 3 if n >= 16384 else 10
     time_case(benchmark, implementation(impl, loss), make_inputs(n, k), backward, rounds,
               op=loss, impl=impl, n=n, k=k)
 
