@@ -38,10 +38,11 @@ FC_HD void lse_merge(T& max, T& sum, T max2, T sum2) {
   max = m;
 }
 
-// The log-sum-exp of a running pair; -inf for a row with no column left.
+// The log-sum-exp of a running pair: -inf for a row with no column left, +inf for a row with
+// a +inf entry (whose sum holds exp(inf - inf) = NaN), as torch.logsumexp.
 template <typename T>
 FC_HD T lse_value(T max, T sum) {
-  return max == minus_infinity<T>() ? max : max + fc_log(sum);
+  return (max == minus_infinity<T>() || max == -minus_infinity<T>()) ? max : max + fc_log(sum);
 }
 
 // d(g_r lse_r)/d s_rc without the 1/tau: g_r p_rc, zero for a left-out column.
