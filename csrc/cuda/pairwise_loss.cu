@@ -11,64 +11,14 @@
 
 #include "common/pairwise_checks.h"
 #include "common/row_norms.h"
-#include "cuda/cuda_utils.cuh"
+#include "cuda/similarity_tiles.cuh"
 
 namespace fastclust {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kThreadCols = 16;                        // threads along a tile's columns
-constexpr int kThreadRows = kThreads / kThreadCols;    // threads along a tile's rows
-constexpr int kChunk = 16;                             // features staged per step
-constexpr int kTileCols = 64;
-constexpr int kColsPerThread = kTileCols / kThreadCols;
-constexpr int kForwardTileRows = 64;
-constexpr int kBackwardTileRows = 32;  // smaller: the backward also stages a gradient tile
-
 template <typename acc_t>
 __device__ __forceinline__ acc_t inv_norm_at(const acc_t* inv_norm, int64_t i) {
   return inv_norm == nullptr ? acc_t(1) : inv_norm[i];
-}
-
-// s[r][c] = rows[row0 + ty + kThreadRows r] . cols[col0 + tx + kThreadCols c], zero outside
-// the matrices. Features are summed in ascending order, so S_ij and S_ji are bit-identical.
-template <int kTileRows, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void similarity_tile(
-    const scalar_t* __restrict__ rows, int64_t n, const scalar_t* __restrict__ cols, int64_t m,
-    int64_t k, int64_t row0, int64_t col0, acc_t (&a_smem)[kChunk][kTileRows],
-    acc_t (&b_smem)[kChunk][kTileCols], acc_t (&s)[kTileRows / kThreadRows][kColsPerThread]) {
-  constexpr int kRowsPerThread = kTileRows / kThreadRows;
-  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
-#pragma unroll
-  for (int r = 0; r < kRowsPerThread; ++r)
-#pragma unroll
-    for (int c = 0; c < kColsPerThread; ++c) s[r][c] = acc_t(0);
-  for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
-    for (int e = threadIdx.x; e < kTileRows * kChunk; e += kThreads) {
-      const int r = e / kChunk, kk = e % kChunk;
-      const int64_t i = row0 + r, f = k0 + kk;
-      a_smem[kk][r] = (i < n && f < k) ? static_cast<acc_t>(rows[i * k + f]) : acc_t(0);
-    }
-    for (int e = threadIdx.x; e < kTileCols * kChunk; e += kThreads) {
-      const int c = e / kChunk, kk = e % kChunk;
-      const int64_t j = col0 + c, f = k0 + kk;
-      b_smem[kk][c] = (j < m && f < k) ? static_cast<acc_t>(cols[j * k + f]) : acc_t(0);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kChunk; ++kk) {
-      acc_t a[kRowsPerThread], b[kColsPerThread];
-#pragma unroll
-      for (int r = 0; r < kRowsPerThread; ++r) a[r] = a_smem[kk][ty + kThreadRows * r];
-#pragma unroll
-      for (int c = 0; c < kColsPerThread; ++c) b[c] = b_smem[kk][tx + kThreadCols * c];
-#pragma unroll
-      for (int r = 0; r < kRowsPerThread; ++r)
-#pragma unroll
-        for (int c = 0; c < kColsPerThread; ++c) s[r][c] += a[r] * b[c];
-    }
-    __syncthreads();  // the next chunk overwrites the staged features
-  }
 }
 
 struct PairwiseParams {
@@ -125,63 +75,25 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
   }
 }
 
-// grad_rows[i] = grad_sum * factor * sum_j dloss(S_ij)/dS_ij * cols[j]; one block per row tile
-// walks all column tiles, and each (row, feature) element of the block's gradient belongs to
-// one thread, which adds the column tiles in order.
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads) pairwise_backward_kernel(
-    const scalar_t* __restrict__ rows, const scalar_t* __restrict__ cols,
-    const acc_t* __restrict__ inv_norm_rows, const acc_t* __restrict__ inv_norm_cols,
-    PairwiseParams p, acc_t u, acc_t l, acc_t eps, const acc_t* __restrict__ grad_sum,
-    acc_t factor, acc_t* __restrict__ grad_acc, scalar_t* __restrict__ grad) {
-  constexpr int kRowsPerThread = kBackwardTileRows / kThreadRows;
-  __shared__ acc_t a_smem[kChunk][kBackwardTileRows];
-  __shared__ acc_t b_smem[kChunk][kTileCols];
-  __shared__ acc_t g_smem[kBackwardTileRows][kTileCols + 1];  // +1: no bank conflicts
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kBackwardTileRows;
-  const int64_t tile_elems = kBackwardTileRows * p.k;
-  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
+// d loss_ij / d S_ij for weighted_columns_kernel: row i's gradient is
+// grad_sum * factor * sum_j dloss(S_ij)/dS_ij * cols[j].
+template <typename acc_t>
+struct PairLossGrad {
+  const acc_t* inv_norm_rows;
+  const acc_t* inv_norm_cols;
+  int64_t kind;
+  acc_t u, l, eps;
+  const acc_t* grad_sum;
+  acc_t factor;
 
-  for (int64_t col0 = 0; col0 < p.m; col0 += kTileCols) {
-    acc_t s[kRowsPerThread][kColsPerThread];
-    similarity_tile<kBackwardTileRows>(rows, p.n, cols, p.m, p.k, row0, col0, a_smem, b_smem, s);
-#pragma unroll
-    for (int r = 0; r < kRowsPerThread; ++r) {
-      const int64_t i = row0 + ty + kThreadRows * r;
-#pragma unroll
-      for (int c = 0; c < kColsPerThread; ++c) {
-        const int64_t j = col0 + tx + kThreadCols * c;
-        acc_t g = 0;
-        if (i < p.n && j < p.m) {
-          const acc_t sim = s[r][c];
-          const int sel = select_pair(
-              selection_similarity(p.kind, sim, inv_norm_at(inv_norm_rows, i), inv_norm_at(inv_norm_cols, j)),
-              u, l);
-          g = pair_loss_grad(p.kind, sel, sim, eps);
-        }
-        g_smem[ty + kThreadRows * r][tx + kThreadCols * c] = g;
-      }
-    }
-    __syncthreads();
-    const int64_t cols_here = min(static_cast<int64_t>(kTileCols), p.m - col0);
-    for (int64_t e = threadIdx.x; e < tile_elems; e += kThreads) {
-      const int64_t r = e / p.k, f = e % p.k, i = row0 + r;
-      if (i >= p.n) break;  // e grows with r: every later element is past the last row too
-      acc_t sum = 0;
-      for (int64_t j = 0; j < cols_here; ++j)
-        sum += g_smem[r][j] * static_cast<acc_t>(cols[(col0 + j) * p.k + f]);
-      grad_acc[i * p.k + f] += sum;
-    }
-    __syncthreads();  // g_smem is rewritten for the next column tile
+  __device__ acc_t operator()(int64_t i, int64_t j, acc_t s) const {
+    const int sel = select_pair(
+        selection_similarity(kind, s, inv_norm_at(inv_norm_rows, i), inv_norm_at(inv_norm_cols, j)),
+        u, l);
+    return pair_loss_grad(kind, sel, s, eps);
   }
-  const acc_t scale = *grad_sum * factor;
-  for (int64_t e = threadIdx.x; e < tile_elems; e += kThreads) {
-    const int64_t i = row0 + e / p.k;
-    if (i >= p.n) break;
-    const int64_t idx = i * p.k + e % p.k;
-    grad[idx] = static_cast<scalar_t>(scale * grad_acc[idx]);
-  }
-}
+  __device__ acc_t scale() const { return *grad_sum * factor; }
+};
 
 struct DeviceBlock {
   at::Tensor rows, cols, inv_norm_rows, inv_norm_cols;
@@ -249,12 +161,14 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
     // Symmetric: row i is both sides of its pairs, and S_ij = S_ji, so its gradient is twice
     // the one-sided sum.
     const acc_t factor = d.params.symmetric ? acc_t(2) : acc_t(1);
-    pairwise_backward_kernel<scalar_t, acc_t>
+    const PairLossGrad<acc_t> pair_grad{
+        optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols),
+        d.params.kind, static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
+        grad_scalar.const_data_ptr<acc_t>(), factor};
+    weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(d.params.n, kBackwardTileRows), kThreads, 0, stream>>>(
-            d.rows.const_data_ptr<scalar_t>(), d.cols.const_data_ptr<scalar_t>(),
-            optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols),
-            d.params, static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
-            grad_scalar.const_data_ptr<acc_t>(), factor, grad_acc.mutable_data_ptr<acc_t>(),
+            d.rows.const_data_ptr<scalar_t>(), d.params.n, d.cols.const_data_ptr<scalar_t>(),
+            d.params.m, d.params.k, pair_grad, grad_acc.mutable_data_ptr<acc_t>(),
             grad.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
