@@ -45,10 +45,11 @@ FC_HD T lse_value(T max, T sum) {
   return (max == minus_infinity<T>() || max == -minus_infinity<T>()) ? max : max + fc_log(sum);
 }
 
-// d(g_r lse_r)/d s_rc without the 1/tau: g_r p_rc, zero for a left-out column.
+// log p_rc = s_rc / tau - lse_r, -inf for a left-out column. d(g_r lse_r)/d s_rc is
+// g_r exp(log p_rc) / tau; the exp is the caller's (the CPU kernels use a vectorisable one).
 template <typename T>
-FC_HD T lse_pair_weight(T s, T inv_tau, T g, T lse, bool excluded) {
-  return excluded ? T(0) : g * fc_exp(s * inv_tau - lse);
+FC_HD T lse_log_weight(T s, T inv_tau, T lse, bool excluded) {
+  return excluded ? minus_infinity<T>() : s * inv_tau - lse;
 }
 
 // 1 / max(||x||, floor) from the sum of squares of a row (torch.nn.functional.normalize).

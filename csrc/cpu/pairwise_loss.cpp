@@ -91,10 +91,13 @@ FC_CPU_MULTIVERSION void backward_row_tile(const PairwiseBlock<T>& b, int64_t ti
   for (int64_t j0 = 0; j0 < b.m; j0 += kTile) {
     const int64_t jn = std::min(kTile, b.m - j0);
     for (int64_t i = i0; i < i1; ++i) {
-      const auto pair_grad = [&](int64_t j, T s) {
-        return pair_loss_grad(b.kind, select_pair(selection_of(b, s, i, j), b.u, b.l), s, b.eps);
+      const auto pair_grads = [&](int64_t first, int64_t count, const T* s, T* g) {
+        for (int64_t j = 0; j < count; ++j) {
+          const int sel = select_pair(selection_of(b, s[j], i, first + j), b.u, b.l);
+          g[j] = pair_loss_grad(b.kind, sel, s[j], b.eps);
+        }
       };
-      accumulate_weighted_columns<kTile>(b.rows + i * b.k, b.cols_t, b.m, b.k, j0, jn, pair_grad,
+      accumulate_weighted_columns<kTile>(b.rows + i * b.k, b.cols_t, b.m, b.k, j0, jn, pair_grads,
                                          acc.data() + (i - i0) * b.k);
     }
   }

@@ -78,7 +78,7 @@ struct LsePairWeight {
 
   __device__ acc_t operator()(int64_t i, int64_t j, acc_t s) const {
     const int64_t r = rows_are_keys ? j : i, c = rows_are_keys ? i : j;
-    return lse_pair_weight(s, inv_tau, grad_lse[r], lse[r], is_self_column(r, c, self_offset));
+    return grad_lse[r] * fc_exp(lse_log_weight(s, inv_tau, lse[r], is_self_column(r, c, self_offset)));
   }
   __device__ acc_t scale() const { return inv_tau; }
 };
