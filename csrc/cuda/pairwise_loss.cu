@@ -36,13 +36,13 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
   // Symmetric: tiles left of the diagonal mirror tiles right of it (their slots stay zero).
   if (p.symmetric && col_tile < row_tile) return;
   constexpr int kRowsPerThread = kForwardTileRows / kThreadRows;
-  __shared__ acc_t a_smem[kChunk][kForwardTileRows];
-  __shared__ acc_t b_smem[kChunk][kTileCols];
+  using Tiles = SimilarityTiles<kForwardTileRows, scalar_t, acc_t>;
+  __shared__ typename Tiles::Storage tiles;
   __shared__ acc_t loss_scratch[kThreads / kWarp];
   __shared__ int64_t count_scratch[kThreads / kWarp];
   const int64_t row0 = row_tile * kForwardTileRows, col0 = col_tile * kTileCols;
   acc_t s[kRowsPerThread][kColsPerThread];
-  similarity_tile<kForwardTileRows>(rows, p.n, cols, p.m, p.k, row0, col0, a_smem, b_smem, s);
+  Tiles::compute(rows, p.n, cols, p.m, p.k, row0, col0, tiles, s);
 
   const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
   acc_t loss = 0;

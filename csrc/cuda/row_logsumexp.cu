@@ -3,7 +3,8 @@
 // running (max, sum) pairs in registers, and the kThreadCols threads of a row merge theirs
 // with a fixed butterfly at the end, so no R x C buffer exists and the result is bitwise
 // reproducible. Backward recomputes the tiles through weighted_columns_kernel twice: per query
-// tile for d queries and per key tile for d keys (no atomics).
+// tile for d queries and per key tile for d keys (no atomics). float16/bfloat16 tiles run on
+// the tensor cores (see similarity_tiles.cuh).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -21,8 +22,8 @@ __global__ void __launch_bounds__(kThreads) row_logsumexp_kernel(
     const scalar_t* __restrict__ queries, int64_t rows, const scalar_t* __restrict__ keys,
     int64_t cols, int64_t d, acc_t inv_tau, int64_t self_offset, acc_t* __restrict__ lse) {
   constexpr int kRowsPerThread = kForwardTileRows / kThreadRows;
-  __shared__ acc_t a_smem[kChunk][kForwardTileRows];
-  __shared__ acc_t b_smem[kChunk][kTileCols];
+  using Tiles = SimilarityTiles<kForwardTileRows, scalar_t, acc_t>;
+  __shared__ typename Tiles::Storage tiles;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kForwardTileRows;
   const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
   acc_t run_max[kRowsPerThread], run_sum[kRowsPerThread];
@@ -33,7 +34,7 @@ __global__ void __launch_bounds__(kThreads) row_logsumexp_kernel(
   }
   for (int64_t col0 = 0; col0 < cols; col0 += kTileCols) {
     acc_t x[kRowsPerThread][kColsPerThread];
-    similarity_tile<kForwardTileRows>(queries, rows, keys, cols, d, row0, col0, a_smem, b_smem, x);
+    Tiles::compute(queries, rows, keys, cols, d, row0, col0, tiles, x);
 #pragma unroll
     for (int r = 0; r < kRowsPerThread; ++r) {
       const int64_t i = row0 + ty + kThreadRows * r;
