@@ -11,14 +11,34 @@ Bad data raises DatasetError (a ValueError; DatasetNotFoundError, also a FileNot
 missing file) naming the file and the fault, before anything is returned.
 """
 from pathlib import Path
+from typing import Callable, NamedTuple
 
+from . import arrays, cifar, idx, imagefolder, stl10
 from .builtin import BUILTIN
 from .dataset import ClusterDataset, DatasetError, DatasetNotFoundError
 
-FORMATS = {}
 
-__all__ = ["load_dataset", "ClusterDataset", "DatasetError", "DatasetNotFoundError", "BUILTIN",
-           "FORMATS"]
+class Format(NamedTuple):
+    """A file format: its splits, whether a path looks like it, and its loader."""
+
+    splits: tuple
+    detect: Callable
+    load: Callable
+
+
+# In the order formats are tried when inferring one; imagefolder (any directory with
+# subdirectories) comes last.
+FORMATS = {
+    "npy": Format(arrays.SPLITS, arrays.detect, arrays.load),
+    "mnist-idx": Format(tuple(idx.SPLITS), idx.detect, idx.load),
+    "cifar10": Format(cifar.SPLITS, cifar.CIFAR10.detect, cifar.CIFAR10.load),
+    "cifar100": Format(cifar.SPLITS, cifar.CIFAR100.detect, cifar.CIFAR100.load),
+    "stl10": Format(tuple(stl10.SPLITS), stl10.detect, stl10.load),
+    "imagefolder": Format(imagefolder.SPLITS, imagefolder.detect, imagefolder.load),
+}
+
+__all__ = ["load_dataset", "infer_format", "ClusterDataset", "DatasetError",
+           "DatasetNotFoundError", "BUILTIN", "FORMATS"]
 
 
 def load_dataset(source, format=None, *, split="all", size=None):
@@ -37,4 +57,22 @@ def load_dataset(source, format=None, *, split="all", size=None):
     if not path.exists():
         raise DatasetNotFoundError(f"{path}: no such file or directory (built-in datasets: "
                                    f"{', '.join(BUILTIN)})")
+    if format is None:
+        format = infer_format(path)
+    elif format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    splits = FORMATS[format].splits
+    if split not in splits:
+        raise ValueError(f"{format} has the splits {', '.join(splits)}; got split={split!r}")
+    if size is not None and format != "imagefolder":
+        raise ValueError(f"size= resizes image folders only, not {format} data")
+    options = {} if size is None else {"size": size}
+    return FORMATS[format].load(path, split, **options)
+
+
+def infer_format(path):
+    """The first format of FORMATS whose layout path has."""
+    for name, fmt in FORMATS.items():
+        if fmt.detect(path):
+            return name
     raise DatasetError(f"{path}: cannot tell its format; pass format= one of {', '.join(FORMATS)}")

@@ -1,4 +1,7 @@
-"""The in-memory dataset every loader returns, and the error every loader raises on bad data."""
+"""The in-memory dataset every loader returns, the error every loader raises on bad data, and the
+file handling the loaders share."""
+import gzip
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,24 @@ def require_file(path):
     if not path.is_file():
         raise DatasetNotFoundError(f"{path}: no such file")
     return path
+
+
+def require_dir(path, what):
+    """`path` as an existing directory, else DatasetError saying what it should hold."""
+    if not path.is_dir():
+        raise DatasetError(f"{path}: expected a directory holding {what}")
+    return path
+
+
+def read_bytes(path):
+    """The bytes of a file, gunzipped when it is gzip-compressed (told by its magic, not its name)."""
+    require_file(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetError(f"{path}: cannot read the file ({err})") from err
 
 
 @dataclass(eq=False)
@@ -60,6 +81,10 @@ class ClusterDataset(torch.utils.data.Dataset):
             if len(self.y) != len(self.x):
                 raise DatasetError(f"{where}: {len(self.y)} labels for {len(self.x)} samples")
             self.y = self.y.astype(np.int64, copy=False)
+        if self.num_classes is not None and self.y is not None and (
+                self.y.min() < 0 or self.y.max() >= self.num_classes):
+            raise DatasetError(f"{where}: labels must lie in 0..{self.num_classes - 1}, "
+                               f"found {self.y.min()}..{self.y.max()}")
         if self.num_classes is None:
             if self.class_names is not None:
                 self.num_classes = len(self.class_names)
@@ -87,4 +112,15 @@ class ClusterDataset(torch.utils.data.Dataset):
 
 def images_from_uint8(pixels):
     """uint8 pixels (N, C, H, W) as float32 in [0, 1], converted in one pass."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).to(torch.float32).div_(255.0)
+    return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).div_(255.0)
+
+
+def join_parts(path, parts, *, name, num_classes=None, class_names=None):
+    """One dataset from parts (uint8 images (n, C, H, W), int labels (n,) or None) read from path.
+
+    Joining a labelled part with an unlabeled one gives a dataset without labels.
+    """
+    images, labels = zip(*parts)
+    x = images_from_uint8(np.concatenate(images) if len(images) > 1 else images[0])
+    y = None if any(part is None for part in labels) else np.concatenate(labels)
+    return ClusterDataset(x, y, name, num_classes, class_names, source=str(path))
