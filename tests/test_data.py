@@ -123,7 +123,8 @@ def corrupt_gzip(path):
 
 
 @pytest.mark.parametrize("file,corrupt,message", [
-    ("train-images-idx3-ubyte", corrupt_truncate, "truncated: the header says 3 x 5 x 4 = 60 bytes"),
+    ("train-images-idx3-ubyte", corrupt_truncate,
+     "truncated: the header says 3 x 5 x 4 = 60 bytes of data, the file holds 59"),
     ("t10k-images-idx3-ubyte", corrupt_append, "trailing bytes"),
     ("train-labels-idx1-ubyte", corrupt_magic, "not an IDX file"),
     ("t10k-labels-idx1-ubyte", corrupt_gzip, "cannot read the file"),
@@ -401,7 +402,8 @@ def truncated_npy(path):
 
 
 @pytest.mark.parametrize("write,message", [
-    (lambda p: np.savez(p, x=np.zeros((3, 4)), y=np.zeros(2, np.int64)), "2 labels for the 3 samples"),
+    (lambda p: np.savez(p, x=np.zeros((3, 4)), y=np.zeros(2, np.int64)),
+     "2 labels for the 3 samples"),
     (lambda p: np.savez(p, x=np.array([[0.0, np.nan]])), "non-finite"),
     (lambda p: np.savez(p, x=np.full((2, 1, 3, 3), 2.0)), r"float images must lie in \[0, 1\]"),
     (lambda p: np.savez(p, data=np.zeros((3, 4))), "no 'x' or 'images' array.*found data"),
@@ -453,8 +455,9 @@ def test_bad_arguments(tmp_path):
         load_dataset(tmp_path / "f.npy", split="train")
     with pytest.raises(ValueError, match="size= resizes image folders only"):
         load_dataset(tmp_path / "f.npy", size=8)
-    with pytest.raises(DatasetError, match="expected the cifar10 directory"):
-        load_dataset(tmp_path / "f.npy", "cifar10")
+    for fmt in ("cifar10", "stl10", "imagefolder"):
+        with pytest.raises(DatasetError, match="f.npy: expected a directory holding"):
+            load_dataset(tmp_path / "f.npy", fmt)
 
 
 def test_cluster_dataset_items_subset_and_checks():
@@ -473,3 +476,11 @@ def test_cluster_dataset_items_subset_and_checks():
         ClusterDataset(x, np.array([0, 1, 1]), "toy")
     with pytest.raises(DatasetError, match="shape"):
         ClusterDataset(x[0], None, "toy")
+    with pytest.raises(DatasetError, match="toy: 2 class names for 3 classes"):
+        ClusterDataset(x, None, "toy", num_classes=3, class_names=["a", "b"])
+    with pytest.raises(DatasetError, match=r"toy: labels must lie in 0\.\.1"):
+        ClusterDataset(x, np.array([0, 1, 2, 0]), "toy", class_names=["a", "b"])
+    inf = x.clone()
+    inf[3, 2] = float("inf")
+    with pytest.raises(DatasetError, match="toy: the data holds non-finite values"):
+        ClusterDataset(inf, None, "toy")

