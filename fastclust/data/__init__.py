@@ -44,9 +44,10 @@ __all__ = ["load_dataset", "infer_format", "ClusterDataset", "DatasetError",
 def load_dataset(source, format=None, *, split="all", size=None):
     """Load a whole dataset into memory as a ClusterDataset.
 
-    source: "digits", "mnist5k", or the path of a file or directory.
+    source: "digits", "mnist5k", or the path (str or Path) of a file or directory; a directory
+        that happens to be called "digits" is reached as "./digits".
     format: one of FORMATS, or None to infer it from the path.
-    split: "all" (train and test joined) or one split of the format (its loader lists them).
+    split: "all" (train and test joined) or another of FORMATS[format].splits.
     size: imagefolder only: resize every image to size (int) or (height, width).
     """
     if isinstance(source, str) and source in BUILTIN:

@@ -68,6 +68,9 @@ class Layout:
                                f"got {data.dtype} {data.shape}")
         if labels.shape != (len(data),):
             raise DatasetError(f"{path}: {labels.size} labels for {len(data)} images")
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise DatasetError(f"{path}: labels must lie in 0..{self.num_classes - 1}, "
+                               f"found {labels.min()}..{labels.max()}")
         return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
     def class_names(self, directory):
@@ -84,8 +87,7 @@ class Layout:
     def load(self, path, split):
         """The batches of `split` ("all" joins train and test) of the directory `path`."""
         require_dir(path, f"the {self.name} batches ({', '.join(self.parts['test'])}, ...)")
-        files = [f for part in (("train", "test") if split == "all" else (split,))
-                 for f in self.parts[part]]
+        files = self.parts["train"] + self.parts["test"] if split == "all" else self.parts[split]
         parts = [self.read_batch(path / f) for f in files]
         return join_parts(path, parts, name=self.name, num_classes=self.num_classes,
                           class_names=self.class_names(path))

@@ -9,6 +9,7 @@ import numpy as np
 
 from .dataset import DatasetError, join_parts, read_bytes, require_dir
 
+PARTS = ("train", "test", "unlabeled")
 SPLITS = {"all": ("train", "test"), "train": ("train",), "test": ("test",),
           "unlabeled": ("unlabeled",), "train+unlabeled": ("train", "unlabeled")}
 SHAPE = (3, 96, 96)
@@ -17,7 +18,7 @@ NUM_CLASSES = 10
 
 def detect(path):
     """Whether path is a directory holding STL-10 binaries."""
-    return path.is_dir() and any((path / f"{part}_X.bin").is_file() for part in SPLITS)
+    return path.is_dir() and any((path / f"{part}_X.bin").is_file() for part in PARTS)
 
 
 def read_images(path):
@@ -41,7 +42,7 @@ def read_part(directory, part):
     if len(labels) != len(images):
         raise DatasetError(f"{labels_path}: {len(labels)} labels for the {len(images)} images "
                            f"of {part}_X.bin")
-    if (labels.min() < 1 or labels.max() > NUM_CLASSES):
+    if labels.min() < 1 or labels.max() > NUM_CLASSES:
         raise DatasetError(f"{labels_path}: labels must lie in 1..{NUM_CLASSES}, "
                            f"found {labels.min()}..{labels.max()}")
     return images, labels - 1
