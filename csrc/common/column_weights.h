@@ -4,8 +4,11 @@
 //   grad_V[i, :] = V[i, :] W + 2 V[i, :] * grad_sq_norms + grad_sums,
 // with W the 2k x 2k matrix below: one pass over n that reads each input row once.
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 #include <optional>
+
+#include "common/column_checks.h"
 
 namespace fastclust {
 
@@ -27,6 +30,30 @@ inline at::Tensor backward_weights(const std::optional<at::Tensor>& grad_gram, i
 // An optional per-column gradient as a contiguous vector of the accumulation dtype.
 inline at::Tensor column_vector(const std::optional<at::Tensor>& v, at::ScalarType acc_dtype) {
   return v.has_value() ? v->to(acc_dtype).contiguous() : at::Tensor();
+}
+
+template <typename T>
+const T* data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
+}
+
+// Validated, contiguous inputs of column_stats_backward; gradients in the accumulation dtype,
+// undefined where absent.
+struct StatsBackwardInputs {
+  at::Tensor a, b, weights, grad_sq_norms, grad_sums;
+  int64_t n, k;
+};
+
+inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor>& grad_gram,
+                                                  const std::optional<at::Tensor>& grad_sq_norms,
+                                                  const std::optional<at::Tensor>& grad_sums,
+                                                  const at::Tensor& a, const at::Tensor& b,
+                                                  bool full_gram) {
+  check_column_stats_backward_args(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+  const int64_t k = a.size(1);
+  const auto acc_dtype = at::toOpMathType(a.scalar_type());
+  return {a.contiguous(), b.contiguous(), backward_weights(grad_gram, k, full_gram, acc_dtype),
+          column_vector(grad_sq_norms, acc_dtype), column_vector(grad_sums, acc_dtype), a.size(0), k};
 }
 
 }  // namespace fastclust

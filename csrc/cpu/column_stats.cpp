@@ -130,30 +130,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor
   return {gram, sq_norms, sums};
 }
 
-template <typename A>
-const A* optional_ptr(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<A>() : nullptr;
-}
-
 std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
     const std::optional<at::Tensor>& grad_gram, const std::optional<at::Tensor>& grad_sq_norms,
     const std::optional<at::Tensor>& grad_sums, const at::Tensor& a, const at::Tensor& b,
     bool full_gram) {
-  check_column_stats_backward_args(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
-  const auto ac = a.contiguous(), bc = b.contiguous();
-  const int64_t n = a.size(0), k = a.size(1), w = 2 * k;
-  const auto acc_dtype = at::toOpMathType(a.scalar_type());
-  const auto weights = backward_weights(grad_gram, k, full_gram, acc_dtype);
-  const auto gsq = column_vector(grad_sq_norms, acc_dtype);
-  const auto gsum = column_vector(grad_sums, acc_dtype);
+  const auto in = prepare_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+  const int64_t n = in.n, k = in.k, w = 2 * k;
   auto grad_a = at::empty({n, k}, a.options());
   auto grad_b = at::empty({n, k}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const Views<scalar_t> x{ac.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), n, k};
-    const acc_t* W = optional_ptr<acc_t>(weights);
-    const acc_t* sq = optional_ptr<acc_t>(gsq);
-    const acc_t* sm = optional_ptr<acc_t>(gsum);
+    const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
+    const acc_t* W = data_or_null<acc_t>(in.weights);
+    const acc_t* sq = data_or_null<acc_t>(in.grad_sq_norms);
+    const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
     scalar_t* out[2] = {grad_a.mutable_data_ptr<scalar_t>(), grad_b.mutable_data_ptr<scalar_t>()};
     at::parallel_for(0, n, std::max<int64_t>(1, 8192 / (w * k)), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> v(w), acc(k);

@@ -413,23 +413,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cuda(const at::Tenso
   return {gram, sq_norms, sums};
 }
 
-template <typename acc_t>
-const acc_t* optional_ptr(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<acc_t>() : nullptr;
-}
-
 std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
     const std::optional<at::Tensor>& grad_gram, const std::optional<at::Tensor>& grad_sq_norms,
     const std::optional<at::Tensor>& grad_sums, const at::Tensor& a, const at::Tensor& b,
     bool full_gram) {
-  check_column_stats_backward_args(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+  const auto in = prepare_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
   const c10::cuda::CUDAGuard guard(a.device());
-  const auto ac = a.contiguous(), bc = b.contiguous();
-  const int64_t n = a.size(0), k = a.size(1);
-  const auto acc_dtype = at::toOpMathType(a.scalar_type());
-  const auto weights = backward_weights(grad_gram, k, full_gram, acc_dtype);
-  const auto gsq = column_vector(grad_sq_norms, acc_dtype);
-  const auto gsum = column_vector(grad_sums, acc_dtype);
+  const int64_t n = in.n, k = in.k;
   auto grad_a = at::empty({n, k}, a.options());
   auto grad_b = at::empty({n, k}, a.options());
   const TileList cols{k, ceil_div(k, kTile), 0, 2};
@@ -439,11 +429,11 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "column_stats_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const Views<scalar_t> x{ac.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), n, k};
+    const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
     column_stats_backward_kernel<scalar_t, acc_t>
         <<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(cols.count())), kThreads, 0, stream>>>(
-            x, cols, full_gram, optional_ptr<acc_t>(weights), optional_ptr<acc_t>(gsq),
-            optional_ptr<acc_t>(gsum), grad_a.mutable_data_ptr<scalar_t>(),
+            x, cols, full_gram, data_or_null<acc_t>(in.weights), data_or_null<acc_t>(in.grad_sq_norms),
+            data_or_null<acc_t>(in.grad_sums), grad_a.mutable_data_ptr<scalar_t>(),
             grad_b.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
