@@ -51,11 +51,11 @@ FC_HD int64_t column_norm_index(int64_t kind, int64_t b, int64_t k) {
   return kind == kPica ? k + b : b;
 }
 
-// d (cross-entropy averaged over `rows` rows) / d sim_ab = (softmax_ab - [b positive]) / rows.
+// d (cross-entropy averaged over `rows` rows) / d sim_ab = (softmax_ab - [b positive]) / rows,
+// with softmax_ab = 0 for a column outside the denominator.
 template <typename T>
-FC_HD T cross_entropy_grad(T sim, T log_sum_exp, bool positive, bool denominator, T inv_rows) {
-  const T p = denominator ? fc_exp(sim - log_sum_exp) : T(0);
-  return (p - (positive ? T(1) : T(0))) * inv_rows;
+FC_HD T cross_entropy_grad(T softmax, bool positive, T inv_rows) {
+  return (softmax - (positive ? T(1) : T(0))) * inv_rows;
 }
 
 // Entropy of z with 0 log 0 = 0: the term -z log z of an entry z = 0 is the constant 0 and
@@ -77,6 +77,16 @@ template <typename T>
 FC_HD T entropy_grad_sum(T g_b, T g_dot_z, T mass) {
   const T through_mass = mass < T(kMassFloor) ? T(0) : g_dot_z;
   return (g_b - through_mass) / floored_mass(mass);
+}
+
+// Entry (row, col) of the 2k x 2k matrix W with grad_V = V W + ... (common/column_backward.h),
+// read from the Gram's gradient g. Cross Gram a^T b (g is k x k): grad_a = b g^T and
+// grad_b = a g, so W = [[0, g], [g^T, 0]]; the zero blocks are skipped by the callers and
+// never read here. Full Gram V^T V (g is 2k x 2k): W = g + g^T.
+template <typename T>
+FC_HD T backward_weight(const T* g, int64_t k, bool full_gram, int64_t row, int64_t col) {
+  if (full_gram) return g[row * 2 * k + col] + g[col * 2 * k + row];
+  return row < k ? g[row * k + (col - k)] : g[col * k + (row - k)];
 }
 
 }  // namespace fastclust

@@ -10,23 +10,27 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "common/column_checks.h"
 #include "common/column_math.h"
-#include "common/column_weights.h"
+#include "common/column_backward.h"
 #include "cpu/cpu_utils.h"
 
 namespace fastclust {
 namespace {
 
-constexpr int64_t kRowGroup = 4;          // rows folded into one sweep over the Gram
-constexpr int64_t kMinChunkRows = 256;    // rows per chunk at the least
+constexpr int64_t kMinChunkRows = 128;    // rows per chunk at the least
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxSlotBytes = int64_t(64) << 20;  // all chunks' partial Grams together
+constexpr int64_t kBackwardRows = 64;     // rows per backward task
+// Register tile of the micro-kernel: kMr rows x tile_cols<A>() columns (at most kNrMax).
+constexpr int64_t kMr = 4, kNrMax = 16;
 
 inline int64_t ceil_div_host(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div_host(a, b) * b; }
 
 // Two (n, k) row-major views read as the 2k columns of V = [a | b].
 template <typename T>
@@ -34,53 +38,139 @@ struct Views {
   const T* a;
   const T* b;
   int64_t n, k;
+  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k), in the accumulation dtype.
   template <typename A>
-  void load_row(int64_t i, A* v) const {
-    for (int64_t c = 0; c < k; ++c) v[c] = static_cast<A>(a[i * k + c]);
-    for (int64_t c = 0; c < k; ++c) v[k + c] = static_cast<A>(b[i * k + c]);
+  void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
+    for (int64_t i = i0; i < i1; ++i) {
+      A* v = rows + (i - i0) * ld;
+      for (int64_t c = 0; c < k; ++c) v[c] = static_cast<A>(a[i * k + c]);
+      for (int64_t c = 0; c < k; ++c) v[k + c] = static_cast<A>(b[i * k + c]);
+    }
   }
 };
 
+// Half a register-tile row: 32 bytes of A as one GCC vector. Each clone of
+// FC_CPU_MULTIVERSION maps it onto its own registers (one AVX2 register, or two SSE2 ones).
+template <typename A>
+struct Lanes {
+  typedef A type __attribute__((vector_size(32)));
+  static constexpr int64_t count = 32 / sizeof(A);
+};
+
+// Columns of the register tile: two vectors (16 float, 8 double).
+template <typename A>
+constexpr int64_t tile_cols() { return 2 * Lanes<A>::count; }
+
+// acc[r][j] = sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < kMr, j < tile_cols<A>():
+// the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
+// columns). Each output is a sum in ascending s, whatever the tiling around it. The callers
+// pad x and y so that every read is in bounds; outputs past the matrices' edges are computed
+// and dropped.
+template <typename A>
+__attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, int64_t xs,
+                                                      int64_t xr, const A* __restrict__ y,
+                                                      int64_t ys, int64_t steps,
+                                                      A (&acc)[kMr][kNrMax]) {
+  static_assert(kMr == 4, "the register tile holds four rows");
+  using V = typename Lanes<A>::type;
+  constexpr int64_t half = Lanes<A>::count;
+  V lo0 = {}, lo1 = {}, lo2 = {}, lo3 = {}, hi0 = {}, hi1 = {}, hi2 = {}, hi3 = {};
+  for (int64_t s = 0; s < steps; ++s) {
+    V ylo, yhi;
+    std::memcpy(&ylo, y + s * ys, sizeof(V));
+    std::memcpy(&yhi, y + s * ys + half, sizeof(V));
+    const A* xrow = x + s * xs;
+    const A x0 = xrow[0], x1 = xrow[xr], x2 = xrow[2 * xr], x3 = xrow[3 * xr];
+    lo0 += x0 * ylo;
+    hi0 += x0 * yhi;
+    lo1 += x1 * ylo;
+    hi1 += x1 * yhi;
+    lo2 += x2 * ylo;
+    hi2 += x2 * yhi;
+    lo3 += x3 * ylo;
+    hi3 += x3 * yhi;
+  }
+  const V* rows[kMr][2] = {{&lo0, &hi0}, {&lo1, &hi1}, {&lo2, &hi2}, {&lo3, &hi3}};
+  for (int64_t r = 0; r < kMr; ++r) {
+    std::memcpy(acc[r], rows[r][0], sizeof(V));
+    std::memcpy(acc[r] + half, rows[r][1], sizeof(V));
+  }
+}
+
 // The Gram's rows are V's columns [0, side); its columns start at V column `right` (k for the
-// cross Gram a^T b, 0 for V^T V, of which only the upper triangle is summed).
+// cross Gram a^T b, 0 for V^T V, of which only the upper triangle is kept).
 struct GramShape {
   int64_t side, right;
   bool full;
 };
 
+// Row stride of a staged block of V rows: room for a tile reading past V's last column.
+inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMr; }
+
 // slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
 template <typename T, typename A>
 FC_CPU_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
                                      A* __restrict__ slot) {
-  const int64_t w = 2 * x.k;
+  const int64_t w = 2 * x.k, ld = staged_stride(x.k), rows = i1 - i0;
   A* __restrict__ gram = slot;
   A* __restrict__ sq = slot + s.side * s.side;
   A* __restrict__ sum = sq + w;
-  std::vector<A> rows(kRowGroup * w);
-  for (int64_t g0 = i0; g0 < i1; g0 += kRowGroup) {
-    const int64_t rows_here = std::min(kRowGroup, i1 - g0);
-    std::fill(rows.begin(), rows.end(), A(0));  // a short last group sums zero rows
-    for (int64_t r = 0; r < rows_here; ++r) {
-      A* v = rows.data() + r * w;
-      x.load_row(g0 + r, v);
-      for (int64_t c = 0; c < w; ++c) {
-        sq[c] += v[c] * v[c];
-        sum[c] += v[c];
-      }
+  std::vector<A> staged(rows * ld, A(0));
+  x.load_rows(i0, i1, staged.data(), ld);
+  for (int64_t i = 0; i < rows; ++i) {
+    const A* v = staged.data() + i * ld;
+    for (int64_t c = 0; c < w; ++c) {
+      sq[c] += v[c] * v[c];
+      sum[c] += v[c];
     }
-    const A* __restrict__ v0 = rows.data();
-    const A* __restrict__ v1 = v0 + w;
-    const A* __restrict__ v2 = v1 + w;
-    const A* __restrict__ v3 = v2 + w;
-    for (int64_t p = 0; p < s.side; ++p) {
-      const A x0 = v0[p], x1 = v1[p], x2 = v2[p], x3 = v3[p];
-      A* __restrict__ out = gram + p * s.side;
-      const A* __restrict__ r0 = v0 + s.right;
-      const A* __restrict__ r1 = v1 + s.right;
-      const A* __restrict__ r2 = v2 + s.right;
-      const A* __restrict__ r3 = v3 + s.right;
-      for (int64_t q = s.full ? p : 0; q < s.side; ++q)
-        out[q] += x0 * r0[q] + x1 * r1[q] + x2 * r2[q] + x3 * r3[q];
+  }
+  constexpr int64_t nr = tile_cols<A>();
+  A acc[kMr][kNrMax];
+  for (int64_t p0 = 0; p0 < s.side; p0 += kMr) {
+    // V^T V: tiles wholly below the diagonal are mirrors; skip them.
+    for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
+      micro_tile(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, acc);
+      for (int64_t r = 0; r < kMr && p0 + r < s.side; ++r)
+        for (int64_t j = 0; j < nr && q0 + j < s.side; ++j) gram[(p0 + r) * s.side + q0 + j] = acc[r][j];
+    }
+  }
+}
+
+// grad_o[i, c] = sum over parts p of V_p[i, :] W[p k + :, o k + c] + 2 V[i, o k + c] grad_sq +
+// grad_sums, for rows [i0, i1). W has row stride ldw and room for a tile past its last column.
+template <typename T, typename A>
+FC_CPU_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
+                                       const A* grad_sq, const A* grad_sum, int64_t i0, int64_t i1,
+                                       T* grad_a, T* grad_b) {
+  const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
+  std::vector<A> staged(round_up(rows, kMr) * ld, A(0));
+  x.load_rows(i0, i1, staged.data(), ld);
+  constexpr int64_t nr = tile_cols<A>();
+  A acc[kMr][kNrMax], total[kMr][kNrMax];
+  for (int64_t o = 0; o < 2; ++o) {
+    T* out = o == 0 ? grad_a : grad_b;
+    for (int64_t r0 = 0; r0 < rows; r0 += kMr) {
+      for (int64_t c0 = 0; c0 < k; c0 += nr) {
+        for (int64_t r = 0; r < kMr; ++r)
+          for (int64_t j = 0; j < nr; ++j) total[r][j] = A(0);
+        for (int64_t part = 0; W != nullptr && part < 2; ++part) {
+          if (!full && part == o) continue;  // the cross Gram pairs a with b only
+          micro_tile(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + o * k + c0,
+                     ldw, k, acc);
+          for (int64_t r = 0; r < kMr; ++r)
+            for (int64_t j = 0; j < nr; ++j) total[r][j] += acc[r][j];
+        }
+        for (int64_t r = 0; r < kMr && r0 + r < rows; ++r) {
+          const A* v = staged.data() + (r0 + r) * ld;
+          for (int64_t j = 0; j < nr && c0 + j < k; ++j) {
+            const int64_t col = o * k + c0 + j;
+            A g = total[r][j];
+            if (grad_sq != nullptr) g += A(2) * v[col] * grad_sq[col];
+            if (grad_sum != nullptr) g += grad_sum[col];
+            out[(i0 + r0 + r) * k + c0 + j] = static_cast<T>(g);
+          }
+        }
+      }
     }
   }
 }
@@ -141,33 +231,26 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
-    const acc_t* W = data_or_null<acc_t>(in.weights);
+    // W with room for a register tile reading past its last column (a k x k copy).
+    const int64_t ldw = w + kNrMax;
+    std::vector<acc_t> padded;
+    if (in.grad_gram.defined()) {
+      padded.assign(w * ldw, acc_t(0));
+      const acc_t* g = in.grad_gram.const_data_ptr<acc_t>();
+      for (int64_t row = 0; row < w; ++row)
+        for (int64_t col = 0; col < w; ++col)
+          if (full_gram || (row < k) != (col < k))
+            padded[row * ldw + col] = backward_weight(g, k, full_gram, row, col);
+    }
+    const acc_t* W = padded.empty() ? nullptr : padded.data();
     const acc_t* sq = data_or_null<acc_t>(in.grad_sq_norms);
     const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
-    scalar_t* out[2] = {grad_a.mutable_data_ptr<scalar_t>(), grad_b.mutable_data_ptr<scalar_t>()};
-    at::parallel_for(0, n, std::max<int64_t>(1, 8192 / (w * k)), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> v(w), acc(k);
-      for (int64_t i = begin; i < end; ++i) {
-        x.load_row(i, v.data());
-        for (int64_t o = 0; o < 2; ++o) {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
-          for (int64_t part = 0; W != nullptr && part < 2; ++part) {
-            if (!full_gram && part == o) continue;  // the cross Gram pairs a with b only
-            for (int64_t d = 0; d < k; ++d) {
-              const acc_t xd = v[part * k + d];
-              const acc_t* __restrict__ wrow = W + (part * k + d) * w + o * k;
-              for (int64_t c = 0; c < k; ++c) acc[c] += xd * wrow[c];
-            }
-          }
-          for (int64_t c = 0; c < k; ++c) {
-            const int64_t col = o * k + c;
-            acc_t g = acc[c];
-            if (sq != nullptr) g += acc_t(2) * v[col] * sq[col];
-            if (sm != nullptr) g += sm[col];
-            out[o][i * k + c] = static_cast<scalar_t>(g);
-          }
-        }
-      }
+    scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
+    scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, ceil_div_host(n, kBackwardRows), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        backward_rows(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
+                      std::min(n, (t + 1) * kBackwardRows), ga, gb);
     });
   });
   return {grad_a, grad_b};
@@ -194,24 +277,29 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
     const T inv_tau = static_cast<T>(1.0 / tau), inv_rows = T(1) / static_cast<T>(rows);
     std::vector<T> u(2 * k), row_loss(rows), row_reduced(rows), col_reduced(rows, T(0));
     for (int64_t c = 0; c < 2 * k; ++c) u[c] = inverse_norm(sq[c]);
+    // Inverse norms of the similarity matrix's columns: PICA's are p2's, which follow p1's.
+    const T* u_cols = u.data() + (kind == kPica ? k : 0);
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / rows), [&](int64_t begin, int64_t end) {
-      std::vector<T> sim(rows);
+      std::vector<T> sim(rows), e(rows);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t pos = positive_column(kind, r, k);
+        const T scale = u[r] * inv_tau;
         T mx = -std::numeric_limits<T>::infinity();
         for (int64_t c = 0; c < rows; ++c) {
-          sim[c] = g[r * rows + c] * u[r] * u[column_norm_index(kind, c, k)] * inv_tau;
+          sim[c] = g[r * rows + c] * scale * u_cols[c];
           if (in_denominator(kind, r, c)) mx = fc_max(mx, sim[c]);
         }
         T sum_exp = 0;
-        for (int64_t c = 0; c < rows; ++c)
-          if (in_denominator(kind, r, c)) sum_exp += fc_exp(sim[c] - mx);
-        const T lse = mx + fc_log(sum_exp);
-        row_loss[r] = lse - sim[pos];
+        for (int64_t c = 0; c < rows; ++c) {
+          e[c] = in_denominator(kind, r, c) ? fc_exp(sim[c] - mx) : T(0);
+          sum_exp += e[c];
+        }
+        const T inv_sum = T(1) / sum_exp;
+        row_loss[r] = mx + fc_log(sum_exp) - sim[pos];
         T reduced = 0;
         for (int64_t c = 0; c < rows; ++c) {
-          const T d = cross_entropy_grad(sim[c], lse, c == pos, in_denominator(kind, r, c), inv_rows);
-          dg[r * rows + c] = d * u[r] * u[column_norm_index(kind, c, k)] * inv_tau;
+          const T d = cross_entropy_grad(e[c] * inv_sum, c == pos, inv_rows);
+          dg[r * rows + c] = d * scale * u_cols[c];
           reduced += d * sim[c];
         }
         row_reduced[r] = reduced;

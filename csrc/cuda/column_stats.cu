@@ -19,7 +19,7 @@
 
 #include "common/column_checks.h"
 #include "common/column_math.h"
-#include "common/column_weights.h"
+#include "common/column_backward.h"
 #include "cuda/cuda_utils.cuh"
 
 namespace fastclust {
@@ -206,18 +206,19 @@ __global__ void reduce_splits_kernel(const acc_t* __restrict__ partial_gram,
 // o = blockIdx.y / tiles_per_part, over a tile of kTile rows x kTile columns.
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) column_stats_backward_kernel(
-    Views<scalar_t> x, TileList cols, bool full, const acc_t* __restrict__ W,
+    Views<scalar_t> x, TileList cols, bool full, const acc_t* __restrict__ grad_gram,
     const acc_t* __restrict__ grad_sq, const acc_t* __restrict__ grad_sum,
     scalar_t* __restrict__ grad_a, scalar_t* __restrict__ grad_b) {
   __shared__ acc_t lhs[kStep][kTile];  // V_p[row0 + r, d0 + s] at [s][r]
   __shared__ acc_t rhs[kStep][kTile];  // W[p k + d0 + s, o k + col0 + c] at [s][c]
-  const int64_t k = x.k, w = 2 * k;
+  const int64_t k = x.k;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t tile = blockIdx.y, o = tile / cols.tiles_per_part;
   const int64_t col0 = (tile % cols.tiles_per_part) * kTile, width = cols.width(tile);
   const int tid = threadIdx.x;
+  const bool transposed = !full && o == 0;
   acc_t acc[kPerThread][kPerThread] = {};
-  for (int p = 0; W != nullptr && p < 2; ++p) {
+  for (int p = 0; grad_gram != nullptr && p < 2; ++p) {
     if (!full && p == o) continue;  // the cross Gram a^T b pairs a with b only
     for (int64_t d0 = 0; d0 < k; d0 += kStep) {
       for (int e = tid; e < kStep * kTile; e += kThreads) {
@@ -226,9 +227,12 @@ __global__ void __launch_bounds__(kThreads) column_stats_backward_kernel(
         lhs[s][r] = (i < x.n && d < k) ? x.template at<acc_t>(i, p * k + d) : acc_t(0);
       }
       for (int e = tid; e < kStep * kTile; e += kThreads) {
-        const int s = e / kTile, c = e % kTile;
+        // Neighbouring threads read neighbouring entries of the Gram's gradient: for grad_a of
+        // a^T b, W's block is that gradient transposed.
+        const int s = transposed ? e % kStep : e / kTile, c = transposed ? e / kStep : e % kTile;
         const int64_t d = d0 + s;
-        rhs[s][c] = (d < k && c < width) ? W[(p * k + d) * w + o * k + col0 + c] : acc_t(0);
+        rhs[s][c] = (d < k && c < width) ? backward_weight(grad_gram, k, full, p * k + d, o * k + col0 + c)
+                                         : acc_t(0);
       }
       __syncthreads();
       tile_product(lhs, rhs, acc);
@@ -295,7 +299,8 @@ __global__ void __launch_bounds__(kThreads) loss_rows_kernel(
   T reduced = 0;
   for (int64_t c = threadIdx.x; c < p.rows; c += blockDim.x) {
     const T sim = similarity_at(gram, sq, p, r, c, inv_norm_r, inv_tau);
-    const T d = cross_entropy_grad(sim, lse, c == pos, in_denominator(p.kind, r, c), inv_rows);
+    const T softmax = in_denominator(p.kind, r, c) ? fc_exp(sim - lse) : T(0);
+    const T d = cross_entropy_grad(softmax, c == pos, inv_rows);
     grad_gram[r * p.rows + c] = d * inv_norm_r * inverse_norm(sq[column_norm_index(p.kind, c, p.k)]) * inv_tau;
     reduced += d * sim;
   }
@@ -432,7 +437,7 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
     const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
     column_stats_backward_kernel<scalar_t, acc_t>
         <<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(cols.count())), kThreads, 0, stream>>>(
-            x, cols, full_gram, data_or_null<acc_t>(in.weights), data_or_null<acc_t>(in.grad_sq_norms),
+            x, cols, full_gram, data_or_null<acc_t>(in.grad_gram), data_or_null<acc_t>(in.grad_sq_norms),
             data_or_null<acc_t>(in.grad_sums), grad_a.mutable_data_ptr<scalar_t>(),
             grad_b.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -2,7 +2,8 @@
 // Host-side preparation of the column-statistics backward, shared by the CPU and CUDA entry
 // points. The backward of (gram, sq_norms, sums) over V = [a | b] is, per row i,
 //   grad_V[i, :] = V[i, :] W + 2 V[i, :] * grad_sq_norms + grad_sums,
-// with W the 2k x 2k matrix below: one pass over n that reads each input row once.
+// with W the 2k x 2k matrix of backward_weight (common/column_math.h): one pass over n that
+// reads each input row once.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 
@@ -12,22 +13,7 @@
 
 namespace fastclust {
 
-// Cross Gram a^T b: grad_a = b grad^T and grad_b = a grad, so W holds grad^T in its lower-left
-// block and grad in its upper-right one; its diagonal blocks are never read (left unset).
-// Full Gram V^T V: W = grad + grad^T. Undefined when no gradient reaches the Gram. The copies
-// are of k x k matrices, negligible beside the pass over n.
-inline at::Tensor backward_weights(const std::optional<at::Tensor>& grad_gram, int64_t k,
-                                   bool full_gram, at::ScalarType acc_dtype) {
-  if (!grad_gram.has_value()) return {};
-  const auto g = grad_gram->to(acc_dtype);
-  if (full_gram) return (g + g.t()).contiguous();
-  auto w = at::empty({2 * k, 2 * k}, g.options());
-  w.slice(0, k, 2 * k).slice(1, 0, k).copy_(g.t());
-  w.slice(0, 0, k).slice(1, k, 2 * k).copy_(g);
-  return w;
-}
-
-// An optional per-column gradient as a contiguous vector of the accumulation dtype.
+// An optional gradient, contiguous, in the accumulation dtype.
 inline at::Tensor column_vector(const std::optional<at::Tensor>& v, at::ScalarType acc_dtype) {
   return v.has_value() ? v->to(acc_dtype).contiguous() : at::Tensor();
 }
@@ -40,7 +26,7 @@ const T* data_or_null(const at::Tensor& t) {
 // Validated, contiguous inputs of column_stats_backward; gradients in the accumulation dtype,
 // undefined where absent.
 struct StatsBackwardInputs {
-  at::Tensor a, b, weights, grad_sq_norms, grad_sums;
+  at::Tensor a, b, grad_gram, grad_sq_norms, grad_sums;
   int64_t n, k;
 };
 
@@ -52,7 +38,7 @@ inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor
   check_column_stats_backward_args(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
   const int64_t k = a.size(1);
   const auto acc_dtype = at::toOpMathType(a.scalar_type());
-  return {a.contiguous(), b.contiguous(), backward_weights(grad_gram, k, full_gram, acc_dtype),
+  return {a.contiguous(), b.contiguous(), column_vector(grad_gram, acc_dtype),
           column_vector(grad_sq_norms, acc_dtype), column_vector(grad_sums, acc_dtype), a.size(0), k};
 }
 
