@@ -131,8 +131,8 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
   const auto lse_c = lse.to(acc_dtype).contiguous();
   auto grad_q = at::empty(q.sizes(), q.options());
   auto grad_k = at::empty(k.sizes(), k.options());
-  auto acc_q = at::zeros(q.sizes(), q.options().dtype(acc_dtype));
-  auto acc_k = at::zeros(k.sizes(), k.options().dtype(acc_dtype));
+  auto acc_q = weighted_columns_accumulator(q, acc_dtype);
+  auto acc_k = weighted_columns_accumulator(k, acc_dtype);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "row_logsumexp_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -144,12 +144,12 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(rows, kBackwardTileRows), kThreads, 0, stream>>>(
             qp, rows, kp, cols, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, false},
-            acc_q.mutable_data_ptr<acc_t>(), grad_q.mutable_data_ptr<scalar_t>());
+            optional_mutable_ptr<acc_t>(acc_q), grad_q.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(cols, kBackwardTileRows), kThreads, 0, stream>>>(
             kp, cols, qp, rows, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, true},
-            acc_k.mutable_data_ptr<acc_t>(), grad_k.mutable_data_ptr<scalar_t>());
+            optional_mutable_ptr<acc_t>(acc_k), grad_k.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_q, grad_k};

@@ -1,0 +1,45 @@
+#pragma once
+// Host-side preparation of the column-statistics backward, shared by the CPU and CUDA entry
+// points. The backward of (gram, sq_norms, sums) over V = [a | b] is, per row i,
+//   grad_V[i, :] = V[i, :] W + 2 V[i, :] * grad_sq_norms + grad_sums,
+// with W the 2k x 2k matrix of backward_weight (common/column_math.h): one pass over n that
+// reads each input row once.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <optional>
+
+#include "common/column_checks.h"
+
+namespace fastclust {
+
+// An optional gradient, contiguous, in the accumulation dtype.
+inline at::Tensor column_vector(const std::optional<at::Tensor>& v, at::ScalarType acc_dtype) {
+  return v.has_value() ? v->to(acc_dtype).contiguous() : at::Tensor();
+}
+
+template <typename T>
+const T* data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
+}
+
+// Validated, contiguous inputs of column_stats_backward; gradients in the accumulation dtype,
+// undefined where absent.
+struct StatsBackwardInputs {
+  at::Tensor a, b, grad_gram, grad_sq_norms, grad_sums;
+  int64_t n, k;
+};
+
+inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor>& grad_gram,
+                                                  const std::optional<at::Tensor>& grad_sq_norms,
+                                                  const std::optional<at::Tensor>& grad_sums,
+                                                  const at::Tensor& a, const at::Tensor& b,
+                                                  bool full_gram) {
+  check_column_stats_backward_args(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+  const int64_t k = a.size(1);
+  const auto acc_dtype = at::toOpMathType(a.scalar_type());
+  return {a.contiguous(), b.contiguous(), column_vector(grad_gram, acc_dtype),
+          column_vector(grad_sq_norms, acc_dtype), column_vector(grad_sums, acc_dtype), a.size(0), k};
+}
+
+}  // namespace fastclust

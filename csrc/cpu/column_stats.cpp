@@ -1,0 +1,348 @@
+// CPU kernels of the column-statistics family (asv_similarity, pica_loss,
+// cluster_contrastive_loss). The statistics pass splits n into chunks whose boundaries depend
+// only on the shapes; each chunk sums into its own slot and the slots are added in chunk order,
+// so the result does not depend on the number of threads.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/column_checks.h"
+#include "common/column_math.h"
+#include "common/column_backward.h"
+#include "cpu/cpu_utils.h"
+
+namespace fastclust {
+namespace {
+
+constexpr int64_t kMinChunkRows = 128;    // rows per chunk at the least
+constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kMaxSlotBytes = int64_t(64) << 20;  // all chunks' partial Grams together
+constexpr int64_t kBackwardRows = 64;     // rows per backward task
+// Register tile of the micro-kernel: kMr rows x tile_cols<A>() columns (at most kNrMax).
+constexpr int64_t kMr = 4, kNrMax = 16;
+
+inline int64_t ceil_div_host(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div_host(a, b) * b; }
+
+// Two (n, k) row-major views read as the 2k columns of V = [a | b].
+template <typename T>
+struct Views {
+  const T* a;
+  const T* b;
+  int64_t n, k;
+  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k), in the accumulation dtype.
+  template <typename A>
+  void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
+    for (int64_t i = i0; i < i1; ++i) {
+      A* v = rows + (i - i0) * ld;
+      for (int64_t c = 0; c < k; ++c) v[c] = static_cast<A>(a[i * k + c]);
+      for (int64_t c = 0; c < k; ++c) v[k + c] = static_cast<A>(b[i * k + c]);
+    }
+  }
+};
+
+// Half a register-tile row: 32 bytes of A as one GCC vector. Each clone of
+// FC_CPU_MULTIVERSION maps it onto its own registers (one AVX2 register, or two SSE2 ones).
+template <typename A>
+struct Lanes {
+  typedef A type __attribute__((vector_size(32)));
+  static constexpr int64_t count = 32 / sizeof(A);
+};
+
+// Columns of the register tile: two vectors (16 float, 8 double).
+template <typename A>
+constexpr int64_t tile_cols() { return 2 * Lanes<A>::count; }
+
+// acc[r][j] = sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < kMr, j < tile_cols<A>():
+// the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
+// columns). Each output is a sum in ascending s, whatever the tiling around it. The callers
+// pad x and y so that every read is in bounds; outputs past the matrices' edges are computed
+// and dropped.
+template <typename A>
+__attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, int64_t xs,
+                                                      int64_t xr, const A* __restrict__ y,
+                                                      int64_t ys, int64_t steps,
+                                                      A (&acc)[kMr][kNrMax]) {
+  static_assert(kMr == 4, "the register tile holds four rows");
+  using V = typename Lanes<A>::type;
+  constexpr int64_t half = Lanes<A>::count;
+  V lo0 = {}, lo1 = {}, lo2 = {}, lo3 = {}, hi0 = {}, hi1 = {}, hi2 = {}, hi3 = {};
+  for (int64_t s = 0; s < steps; ++s) {
+    V ylo, yhi;
+    std::memcpy(&ylo, y + s * ys, sizeof(V));
+    std::memcpy(&yhi, y + s * ys + half, sizeof(V));
+    const A* xrow = x + s * xs;
+    const A x0 = xrow[0], x1 = xrow[xr], x2 = xrow[2 * xr], x3 = xrow[3 * xr];
+    lo0 += x0 * ylo;
+    hi0 += x0 * yhi;
+    lo1 += x1 * ylo;
+    hi1 += x1 * yhi;
+    lo2 += x2 * ylo;
+    hi2 += x2 * yhi;
+    lo3 += x3 * ylo;
+    hi3 += x3 * yhi;
+  }
+  const V* rows[kMr][2] = {{&lo0, &hi0}, {&lo1, &hi1}, {&lo2, &hi2}, {&lo3, &hi3}};
+  for (int64_t r = 0; r < kMr; ++r) {
+    std::memcpy(acc[r], rows[r][0], sizeof(V));
+    std::memcpy(acc[r] + half, rows[r][1], sizeof(V));
+  }
+}
+
+// The Gram's rows are V's columns [0, side); its columns start at V column `right` (k for the
+// cross Gram a^T b, 0 for V^T V, of which only the upper triangle is kept).
+struct GramShape {
+  int64_t side, right;
+  bool full;
+};
+
+// Row stride of a staged block of V rows: room for a tile reading past V's last column.
+inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMr; }
+
+// slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
+template <typename T, typename A>
+FC_CPU_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
+                                     A* __restrict__ slot) {
+  const int64_t w = 2 * x.k, ld = staged_stride(x.k), rows = i1 - i0;
+  A* __restrict__ gram = slot;
+  A* __restrict__ sq = slot + s.side * s.side;
+  A* __restrict__ sum = sq + w;
+  std::vector<A> staged(rows * ld, A(0));
+  x.load_rows(i0, i1, staged.data(), ld);
+  for (int64_t i = 0; i < rows; ++i) {
+    const A* v = staged.data() + i * ld;
+    for (int64_t c = 0; c < w; ++c) {
+      sq[c] += v[c] * v[c];
+      sum[c] += v[c];
+    }
+  }
+  constexpr int64_t nr = tile_cols<A>();
+  A acc[kMr][kNrMax];
+  for (int64_t p0 = 0; p0 < s.side; p0 += kMr) {
+    // V^T V: tiles wholly below the diagonal are mirrors; skip them.
+    for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
+      micro_tile(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, acc);
+      for (int64_t r = 0; r < kMr && p0 + r < s.side; ++r)
+        for (int64_t j = 0; j < nr && q0 + j < s.side; ++j) gram[(p0 + r) * s.side + q0 + j] = acc[r][j];
+    }
+  }
+}
+
+// grad_o[i, c] = sum over parts p of V_p[i, :] W[p k + :, o k + c] + 2 V[i, o k + c] grad_sq +
+// grad_sums, for rows [i0, i1). W has row stride ldw and room for a tile past its last column.
+template <typename T, typename A>
+FC_CPU_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
+                                       const A* grad_sq, const A* grad_sum, int64_t i0, int64_t i1,
+                                       T* grad_a, T* grad_b) {
+  const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
+  std::vector<A> staged(round_up(rows, kMr) * ld, A(0));
+  x.load_rows(i0, i1, staged.data(), ld);
+  constexpr int64_t nr = tile_cols<A>();
+  A acc[kMr][kNrMax], total[kMr][kNrMax];
+  for (int64_t o = 0; o < 2; ++o) {
+    T* out = o == 0 ? grad_a : grad_b;
+    for (int64_t r0 = 0; r0 < rows; r0 += kMr) {
+      for (int64_t c0 = 0; c0 < k; c0 += nr) {
+        for (int64_t r = 0; r < kMr; ++r)
+          for (int64_t j = 0; j < nr; ++j) total[r][j] = A(0);
+        for (int64_t part = 0; W != nullptr && part < 2; ++part) {
+          if (!full && part == o) continue;  // the cross Gram pairs a with b only
+          micro_tile(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + o * k + c0,
+                     ldw, k, acc);
+          for (int64_t r = 0; r < kMr; ++r)
+            for (int64_t j = 0; j < nr; ++j) total[r][j] += acc[r][j];
+        }
+        for (int64_t r = 0; r < kMr && r0 + r < rows; ++r) {
+          const A* v = staged.data() + (r0 + r) * ld;
+          for (int64_t j = 0; j < nr && c0 + j < k; ++j) {
+            const int64_t col = o * k + c0 + j;
+            A g = total[r][j];
+            if (grad_sq != nullptr) g += A(2) * v[col] * grad_sq[col];
+            if (grad_sum != nullptr) g += grad_sum[col];
+            out[(i0 + r0 + r) * k + c0 + j] = static_cast<T>(g);
+          }
+        }
+      }
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor& a,
+                                                                const at::Tensor& b,
+                                                                bool full_gram) {
+  check_column_views(a, b);
+  const auto ac = a.contiguous(), bc = b.contiguous();
+  const int64_t n = a.size(0), k = a.size(1), side = gram_side(k, full_gram);
+  const GramShape shape{side, full_gram ? 0 : k, full_gram};
+  const auto opts = a.options().dtype(at::toOpMathType(a.scalar_type()));
+  auto gram = at::empty({side, side}, opts);
+  auto sq_norms = at::empty({2 * k}, opts);
+  auto sums = at::empty({2 * k}, opts);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const Views<scalar_t> x{ac.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), n, k};
+    const int64_t slot_size = side * side + 4 * k;
+    const int64_t max_chunks = std::clamp<int64_t>(
+        kMaxSlotBytes / (slot_size * static_cast<int64_t>(sizeof(acc_t))), 1, kMaxChunks);
+    const int64_t chunk_rows = std::max(kMinChunkRows, ceil_div_host(n, max_chunks));
+    const int64_t chunks = ceil_div_host(n, chunk_rows);
+    std::vector<acc_t> slots(chunks * slot_size, acc_t(0));
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        stats_chunk(x, shape, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
+                    slots.data() + c * slot_size);
+    });
+    // Chunks added in order, in double; V^T V's lower triangle mirrors the upper one.
+    auto total = [&](int64_t idx) {
+      double t = 0;
+      for (int64_t c = 0; c < chunks; ++c) t += slots[c * slot_size + idx];
+      return static_cast<acc_t>(t);
+    };
+    acc_t* g = gram.mutable_data_ptr<acc_t>();
+    for (int64_t p = 0; p < side; ++p)
+      for (int64_t q = 0; q < side; ++q)
+        g[p * side + q] = (full_gram && q < p) ? g[q * side + p] : total(p * side + q);
+    acc_t* sq = sq_norms.mutable_data_ptr<acc_t>();
+    acc_t* sm = sums.mutable_data_ptr<acc_t>();
+    for (int64_t c = 0; c < 2 * k; ++c) {
+      sq[c] = total(side * side + c);
+      sm[c] = total(side * side + 2 * k + c);
+    }
+  });
+  return {gram, sq_norms, sums};
+}
+
+std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
+    const std::optional<at::Tensor>& grad_gram, const std::optional<at::Tensor>& grad_sq_norms,
+    const std::optional<at::Tensor>& grad_sums, const at::Tensor& a, const at::Tensor& b,
+    bool full_gram) {
+  const auto in = prepare_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+  const int64_t n = in.n, k = in.k, w = 2 * k;
+  auto grad_a = at::empty({n, k}, a.options());
+  auto grad_b = at::empty({n, k}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
+    // W with room for a register tile reading past its last column (a k x k copy).
+    const int64_t ldw = w + kNrMax;
+    std::vector<acc_t> padded;
+    if (in.grad_gram.defined()) {
+      padded.assign(w * ldw, acc_t(0));
+      const acc_t* g = in.grad_gram.const_data_ptr<acc_t>();
+      for (int64_t row = 0; row < w; ++row)
+        for (int64_t col = 0; col < w; ++col)
+          if (full_gram || (row < k) != (col < k))
+            padded[row * ldw + col] = backward_weight(g, k, full_gram, row, col);
+    }
+    const acc_t* W = padded.empty() ? nullptr : padded.data();
+    const acc_t* sq = data_or_null<acc_t>(in.grad_sq_norms);
+    const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
+    scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
+    scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, ceil_div_host(n, kBackwardRows), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        backward_rows(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
+                      std::min(n, (t + 1) * kBackwardRows), ga, gb);
+    });
+  });
+  return {grad_a, grad_b};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
+                           const at::Tensor& sums, int64_t kind, double tau, double weight) {
+  const int64_t k = check_column_loss_args(gram, sq_norms, sums, kind, tau, weight);
+  const int64_t rows = similarity_rows(kind, k);
+  const auto G = gram.contiguous(), SQ = sq_norms.contiguous(), S = sums.contiguous();
+  auto grad_gram = at::empty({rows, rows}, gram.options());
+  auto grad_sq = at::empty({2 * k}, gram.options());
+  auto grad_sums = at::zeros({2 * k}, gram.options());
+  double ce = 0, entropy_term = 0;
+  AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "column_loss_from_stats_cpu", [&] {
+    using T = scalar_t;
+    const T* g = G.const_data_ptr<T>();
+    const T* sq = SQ.const_data_ptr<T>();
+    const T* s = S.const_data_ptr<T>();
+    T* dg = grad_gram.mutable_data_ptr<T>();
+    T* dsq = grad_sq.mutable_data_ptr<T>();
+    T* ds = grad_sums.mutable_data_ptr<T>();
+    const T inv_tau = static_cast<T>(1.0 / tau), inv_rows = T(1) / static_cast<T>(rows);
+    std::vector<T> u(2 * k), row_loss(rows), row_reduced(rows), col_reduced(rows, T(0));
+    for (int64_t c = 0; c < 2 * k; ++c) u[c] = inverse_norm(sq[c]);
+    // Inverse norms of the similarity matrix's columns: PICA's are p2's, which follow p1's.
+    const T* u_cols = u.data() + (kind == kPica ? k : 0);
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / rows), [&](int64_t begin, int64_t end) {
+      std::vector<T> sim(rows), e(rows);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t pos = positive_column(kind, r, k);
+        const T scale = u[r] * inv_tau;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t c = 0; c < rows; ++c) {
+          sim[c] = g[r * rows + c] * scale * u_cols[c];
+          if (in_denominator(kind, r, c)) mx = fc_max(mx, sim[c]);
+        }
+        T sum_exp = 0;
+        for (int64_t c = 0; c < rows; ++c) {
+          e[c] = in_denominator(kind, r, c) ? fc_exp(sim[c] - mx) : T(0);
+          sum_exp += e[c];
+        }
+        const T inv_sum = T(1) / sum_exp;
+        row_loss[r] = mx + fc_log(sum_exp) - sim[pos];
+        T reduced = 0;
+        for (int64_t c = 0; c < rows; ++c) {
+          const T d = cross_entropy_grad(e[c] * inv_sum, c == pos, inv_rows);
+          dg[r * rows + c] = d * scale * u_cols[c];
+          reduced += d * sim[c];
+        }
+        row_reduced[r] = reduced;
+      }
+    });
+    // Column-wise sum of dloss/dsim * sim, as dG * G, row after row.
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < rows; ++c) col_reduced[c] += dg[r * rows + c] * g[r * rows + c];
+    for (int64_t c = 0; c < 2 * k; ++c) {
+      const T reduced = kind == kPica ? (c < k ? row_reduced[c] : col_reduced[c - k])
+                                      : row_reduced[c] + col_reduced[c];
+      dsq[c] = sq_norm_grad(sq[c], u[c], reduced);
+    }
+    for (int64_t r = 0; r < rows; ++r) ce += row_loss[r];
+    ce /= static_cast<double>(rows);
+    // log k - H(z) per view: PICA regularises p1's assignments, cluster contrastive both views.
+    for (int64_t view = 0; view < (kind == kPica ? 1 : 2); ++view) {
+      const T* sv = s + view * k;
+      T mass = 0;
+      for (int64_t c = 0; c < k; ++c) mass += sv[c];
+      const T scale = T(1) / floored_mass(mass);
+      T neg_entropy = 0, g_dot_z = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const T z = sv[c] * scale;
+        neg_entropy += z_log_z(z);
+        g_dot_z += entropy_grad_z(z) * z;
+      }
+      for (int64_t c = 0; c < k; ++c)
+        ds[view * k + c] = -entropy_grad_sum(entropy_grad_z(sv[c] * scale), g_dot_z, mass);
+      entropy_term += std::log(static_cast<double>(k)) + static_cast<double>(neg_entropy);
+    }
+  });
+  const auto opts = gram.options();
+  return {at::scalar_tensor(ce + weight * entropy_term, opts), at::scalar_tensor(ce, opts),
+          at::scalar_tensor(entropy_term, opts), grad_gram, grad_sq, grad_sums};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
+  m.impl("column_stats", &column_stats_cpu);
+  m.impl("column_stats_backward", &column_stats_backward_cpu);
+  m.impl("column_loss_from_stats", &column_loss_from_stats_cpu);
+}
+
+}  // namespace fastclust
