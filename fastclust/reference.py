@@ -18,6 +18,14 @@ def restraint(x, p=2.0):
 DAC_LOG, DSEC_SQUARED = 0, 1
 
 
+def _clamp_unit(x, eps):
+    """clamp(x, eps, 1) whose gradient is 1 strictly inside (eps, 1) and 0 elsewhere, bounds
+    included. torch.clamp's own gradient at a bound has changed between releases; spelling it out
+    keeps the reference, and the kernels that match it, independent of the torch version."""
+    inside = (x > eps) & (x < 1)
+    return torch.where(inside, x, x.detach().clamp(eps, 1))
+
+
 def pairwise_loss(rows, cols, u, l, kind, eps):
     """Twin of ``torch.ops.fastclust.pairwise_loss``: the per-pair loss summed over rows x cols
     (cols=None: rows x rows) and the numbers of positive and negative pairs."""
@@ -35,8 +43,8 @@ def pairwise_loss(rows, cols, u, l, kind, eps):
     if kind == DSEC_SQUARED:
         pair_loss = torch.where(pos, (1 - S) ** 2, zero) + torch.where(neg, S ** 2, zero)
     else:
-        pair_loss = (torch.where(pos, -torch.log(S.clamp(eps, 1)), zero)
-                     + torch.where(neg, -torch.log((1 - S).clamp(eps, 1)), zero))
+        pair_loss = (torch.where(pos, -torch.log(_clamp_unit(S, eps)), zero)
+                     + torch.where(neg, -torch.log(_clamp_unit(1 - S, eps)), zero))
     # A non-finite similarity poisons the loss (S - S is NaN there) instead of being silently
     # left out by the threshold comparisons.
     pair_loss = torch.where(torch.isfinite(S), pair_loss, S - S)

@@ -84,6 +84,9 @@ def test_dac_clamp_matches_reference_at_the_bounds():
     got = loss_and_grad(fastclust.dac_loss, L, 0.9, 0.1, normalized=True)
     want = loss_and_grad(reference.dac_loss, L, 0.9, 0.1, normalized=True)
     torch.testing.assert_close(got[3], want[3])
+    # Every selected pair sits on a bound (S = 1 or 1 - S = 1), where the clamp passes nothing.
+    assert (got[1].item(), got[2].item()) == (5, 4)
+    assert torch.equal(got[3], torch.zeros_like(L))
 
 
 @losses

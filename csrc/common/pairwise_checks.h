@@ -11,16 +11,16 @@ inline void check_pairwise_args(const at::Tensor& rows, const std::optional<at::
   if (cols.has_value()) {
     check_matrix(*cols, "cols");
     check_same_device_dtype(rows, "feats", *cols, "cols");
-    TORCH_CHECK(cols->size(1) == rows.size(1), "fastclust: cols has ", cols->size(1),
+    FC_CHECK(cols->size(1) == rows.size(1), "cols has ", cols->size(1),
                 " features per row but feats has ", rows.size(1));
   }
   check_finite(u, "u");
   check_finite(l, "l");
-  TORCH_CHECK(l <= u, "fastclust: the lower threshold l (", l,
+  FC_CHECK(l <= u, "the lower threshold l (", l,
               ") must not exceed the upper threshold u (", u, ")");
-  TORCH_CHECK(kind >= 0 && kind < kNumPairLossKinds, "fastclust: kind must be 0 (DAC) or 1 (DSEC), got ",
+  FC_CHECK(kind >= 0 && kind < kNumPairLossKinds, "kind must be 0 (DAC) or 1 (DSEC), got ",
               kind);
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, "fastclust: eps must be in [0, 1), got ", eps);
+  FC_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
 }
 
 inline void check_pairwise_backward_args(const at::Tensor& grad_sum, const at::Tensor& rows,

@@ -25,8 +25,8 @@ FC_HD int select_pair(T selection_similarity, T u, T l) {
 template <typename T>
 FC_HD T clamp_unit(T x, T eps) { return x < eps ? eps : (x > T(1) ? T(1) : x); }
 
-// Strictly inside (eps, 1): where torch.clamp with scalar bounds passes its gradient through
-// (at a bound it passes none), so the kernels match the eager loss at the kinks too.
+// Strictly inside (eps, 1): the clamp passes its gradient there and nowhere else, bounds
+// included (fastclust.reference spells the same rule out, independent of torch.clamp's version).
 template <typename T>
 FC_HD bool in_clamp_range(T x, T eps) { return x > eps && x < T(1); }
 

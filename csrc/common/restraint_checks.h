@@ -13,7 +13,7 @@ inline void check_restraint_backward_args(const at::Tensor& grad_out, const at::
                                           double p) {
   check_matrix(out, "out");
   check_same_device_dtype(out, "out", grad_out, "grad_out");
-  TORCH_CHECK(grad_out.sizes() == out.sizes(), "fastclust: grad_out has shape ", grad_out.sizes(),
+  FC_CHECK(grad_out.sizes() == out.sizes(), "grad_out has shape ", grad_out.sizes(),
               " but out has shape ", out.sizes());
   check_positive(p, "p");
 }

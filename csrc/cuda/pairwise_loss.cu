@@ -24,6 +24,7 @@ constexpr int kTileCols = 64;
 constexpr int kColsPerThread = kTileCols / kThreadCols;
 constexpr int kForwardTileRows = 64;
 constexpr int kBackwardTileRows = 32;  // smaller: the backward also stages a gradient tile
+constexpr int kFeatChunk = 32;         // features of the columns staged per backward step
 
 template <typename acc_t>
 __device__ __forceinline__ acc_t inv_norm_at(const acc_t* inv_norm, int64_t i) {
@@ -125,9 +126,12 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
   }
 }
 
-// grad_rows[i] = grad_sum * factor * sum_j dloss(S_ij)/dS_ij * cols[j]; one block per row tile
-// walks all column tiles, and each (row, feature) element of the block's gradient belongs to
-// one thread, which adds the column tiles in order.
+// grad_rows[i] = grad_sum * factor * sum_j dloss(S_ij)/dS_ij * cols[j]. One block per row tile
+// walks all column tiles; per tile it stages the per-pair gradients and a chunk of the columns'
+// features in shared memory and multiplies them. Each (row, feature) element of the block's
+// gradient belongs to one thread, which adds the column tiles in order: deterministic, no atomics.
+// With k <= kFeatChunk (the common case) the sums stay in registers across all column tiles;
+// wider features keep them in `grad_acc` (float32 or better), one read-modify-write per tile.
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) pairwise_backward_kernel(
     const scalar_t* __restrict__ rows, const scalar_t* __restrict__ cols,
@@ -135,12 +139,16 @@ __global__ void __launch_bounds__(kThreads) pairwise_backward_kernel(
     PairwiseParams p, acc_t u, acc_t l, acc_t eps, const acc_t* __restrict__ grad_sum,
     acc_t factor, acc_t* __restrict__ grad_acc, scalar_t* __restrict__ grad) {
   constexpr int kRowsPerThread = kBackwardTileRows / kThreadRows;
+  // Outputs of one feature chunk per thread (rows x chunk width over the block's threads).
+  constexpr int kOutPerThread = kBackwardTileRows * kFeatChunk / kThreads;
   __shared__ acc_t a_smem[kChunk][kBackwardTileRows];
   __shared__ acc_t b_smem[kChunk][kTileCols];
   __shared__ acc_t g_smem[kBackwardTileRows][kTileCols + 1];  // +1: no bank conflicts
+  __shared__ acc_t c_smem[kTileCols][kFeatChunk];
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kBackwardTileRows;
-  const int64_t tile_elems = kBackwardTileRows * p.k;
   const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
+  const bool sums_in_registers = p.k <= kFeatChunk;
+  acc_t out[kOutPerThread] = {};
 
   for (int64_t col0 = 0; col0 < p.m; col0 += kTileCols) {
     acc_t s[kRowsPerThread][kColsPerThread];
@@ -162,24 +170,44 @@ __global__ void __launch_bounds__(kThreads) pairwise_backward_kernel(
         g_smem[ty + kThreadRows * r][tx + kThreadCols * c] = g;
       }
     }
-    __syncthreads();
-    const int64_t cols_here = min(static_cast<int64_t>(kTileCols), p.m - col0);
-    for (int64_t e = threadIdx.x; e < tile_elems; e += kThreads) {
-      const int64_t r = e / p.k, f = e % p.k, i = row0 + r;
-      if (i >= p.n) break;  // e grows with r: every later element is past the last row too
-      acc_t sum = 0;
-      for (int64_t j = 0; j < cols_here; ++j)
-        sum += g_smem[r][j] * static_cast<acc_t>(cols[(col0 + j) * p.k + f]);
-      grad_acc[i * p.k + f] += sum;
+    const int cols_here = static_cast<int>(min(static_cast<int64_t>(kTileCols), p.m - col0));
+    for (int64_t f0 = 0; f0 < p.k; f0 += kFeatChunk) {
+      __syncthreads();  // g_smem is written; c_smem is free again
+      for (int e = threadIdx.x; e < kTileCols * kFeatChunk; e += kThreads) {
+        const int j = e / kFeatChunk, f = e % kFeatChunk;
+        c_smem[j][f] = (j < cols_here && f0 + f < p.k)
+                           ? static_cast<acc_t>(cols[(col0 + j) * p.k + f0 + f]) : acc_t(0);
+      }
+      __syncthreads();
+      // Only the chunk's real features get threads: narrow k (10, say) would otherwise spend
+      // most of the products on padding.
+      const int width = static_cast<int>(min(static_cast<int64_t>(kFeatChunk), p.k - f0));
+#pragma unroll
+      for (int o = 0; o < kOutPerThread; ++o) {
+        const int e = threadIdx.x + o * kThreads, r = e / width, f = e % width;
+        if (r >= kBackwardTileRows) break;
+        acc_t sum = 0;
+        for (int j = 0; j < cols_here; ++j) sum += g_smem[r][j] * c_smem[j][f];
+        const int64_t i = row0 + r;
+        if (sums_in_registers) {
+          out[o] += sum;
+        } else if (i < p.n) {
+          grad_acc[i * p.k + f0 + f] += sum;
+        }
+      }
     }
-    __syncthreads();  // g_smem is rewritten for the next column tile
+    __syncthreads();  // g_smem and c_smem are rewritten for the next column tile
   }
   const acc_t scale = *grad_sum * factor;
-  for (int64_t e = threadIdx.x; e < tile_elems; e += kThreads) {
-    const int64_t i = row0 + e / p.k;
-    if (i >= p.n) break;
-    const int64_t idx = i * p.k + e % p.k;
-    grad[idx] = static_cast<scalar_t>(scale * grad_acc[idx]);
+  for (int64_t f0 = 0; f0 < p.k; f0 += kFeatChunk) {
+    const int width = static_cast<int>(min(static_cast<int64_t>(kFeatChunk), p.k - f0));
+#pragma unroll
+    for (int o = 0; o < kOutPerThread; ++o) {
+      const int e = threadIdx.x + o * kThreads, r = e / width, f = e % width;
+      const int64_t i = row0 + r, idx = i * p.k + f0 + f;
+      if (r < kBackwardTileRows && i < p.n)
+        grad[idx] = static_cast<scalar_t>(scale * (sums_in_registers ? out[o] : grad_acc[idx]));
+    }
   }
 }
 
@@ -214,7 +242,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
   const auto d = prepare(rows, cols, kind, acc_dtype);
   const dim3 grid(ceil_div(d.params.m, kTileCols), ceil_div(d.params.n, kForwardTileRows));
-  TORCH_CHECK(grid.y <= 65535, "fastclust: feats has too many rows (", d.params.n, ") for one launch");
+  FC_CHECK(grid.y <= 65535, "feats has too many rows (", d.params.n, ") for one launch");
   const auto slots = static_cast<int64_t>(grid.x) * grid.y;
   auto partial_loss = at::zeros({slots}, rows.options().dtype(at::kDouble));
   auto partial_pos = at::zeros({slots}, rows.options().dtype(at::kLong));
@@ -241,7 +269,9 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
   const auto d = prepare(rows, cols, kind, acc_dtype);
   const auto grad_scalar = grad_sum.to(acc_dtype).contiguous();
-  auto grad_acc = at::zeros(d.rows.sizes(), rows.options().dtype(acc_dtype));
+  // Features wider than one chunk accumulate in memory; narrower ones in registers.
+  auto grad_acc = d.params.k > kFeatChunk ? at::zeros(d.rows.sizes(), rows.options().dtype(acc_dtype))
+                                          : at::Tensor();
   auto grad = at::empty(d.rows.sizes(), rows.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "pairwise_loss_backward_cuda", [&] {
@@ -254,7 +284,8 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
             d.rows.const_data_ptr<scalar_t>(), d.cols.const_data_ptr<scalar_t>(),
             optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols),
             d.params, static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
-            grad_scalar.const_data_ptr<acc_t>(), factor, grad_acc.mutable_data_ptr<acc_t>(),
+            grad_scalar.const_data_ptr<acc_t>(), factor,
+            grad_acc.defined() ? grad_acc.mutable_data_ptr<acc_t>() : nullptr,
             grad.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
