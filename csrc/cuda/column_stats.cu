@@ -389,7 +389,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cuda(const at::Tenso
   const auto opts = a.options().dtype(at::toOpMathType(a.scalar_type()));
   const GramTiles tiles = gram_tiles(k, full_gram);
   const int64_t tile_blocks = tiles.count();
-  TORCH_CHECK(tile_blocks <= 2147483647, "fastclust: too many clusters (k = ", k, ") for one launch");
+  FC_CHECK(tile_blocks <= 2147483647, "too many clusters (k = ", k, ") for one launch");
   // Enough splits of n for about four blocks per multiprocessor, each of at least kTile rows.
   const int64_t wanted = ceil_div(4 * multiprocessor_count(a), tile_blocks);
   const int64_t max_splits = std::min<int64_t>(ceil_div(n, kTile), 65535);
@@ -432,8 +432,8 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
   auto grad_b = at::empty({n, k}, a.options());
   const TileList cols{k, ceil_div(k, kTile), 0, 2};
   const int64_t row_tiles = ceil_div(n, kTile);
-  TORCH_CHECK(row_tiles <= 2147483647 && cols.count() <= 65535,
-              "fastclust: the views are too large (n = ", n, ", k = ", k, ") for one launch");
+  FC_CHECK(row_tiles <= 2147483647 && cols.count() <= 65535,
+           "the views are too large (n = ", n, ", k = ", k, ") for one launch");
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "column_stats_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
