@@ -11,7 +11,7 @@ inline void check_normalize_rows_backward_args(const at::Tensor& grad_out, const
   check_matrix(x, "x");
   check_same_device_dtype(x, "x", grad_out, "grad_out");
   FC_CHECK(grad_out.sizes() == x.sizes(), "grad_out has shape ", grad_out.sizes(),
-              " but x has shape ", x.sizes());
+           " but x has shape ", x.sizes());
 }
 
 // Any self_offset is valid (a negative one leaves every column in), so it is not checked.
@@ -20,24 +20,24 @@ inline void check_row_logsumexp_args(const at::Tensor& queries, const at::Tensor
   check_matrix(keys, "keys");
   check_same_device_dtype(queries, "queries", keys, "keys");
   FC_CHECK(keys.size(1) == queries.size(1), "keys has ", keys.size(1),
-              " features per row but queries has ", queries.size(1));
+           " features per row but queries has ", queries.size(1));
   check_positive(tau, "tau");
 }
 
 // A per-row tensor (R,) on the queries' device.
 inline void check_row_vector(const at::Tensor& v, const at::Tensor& queries, const char* name) {
   FC_CHECK(v.dim() == 1 && v.size(0) == queries.size(0), name,
-              " must have shape (", queries.size(0), ",) (one value per query row), got ",
-              v.sizes());
+           " must have shape (", queries.size(0), ",) (one value per query row), got ",
+           v.sizes());
   FC_CHECK(v.device() == queries.device(), name, " is on ", v.device(),
-              " but queries is on ", queries.device());
+           " but queries is on ", queries.device());
   FC_CHECK(at::isFloatingType(v.scalar_type()), name,
-              " must be a floating tensor, got ", v.scalar_type());
+           " must be a floating tensor, got ", v.scalar_type());
 }
 
 inline void check_row_logsumexp_backward_args(const at::Tensor& grad_lse, const at::Tensor& queries,
-                                              const at::Tensor& keys, const at::Tensor& lse,
-                                              double tau) {
+                                           const at::Tensor& keys, const at::Tensor& lse,
+                                           double tau) {
   check_row_logsumexp_args(queries, keys, tau);
   check_row_vector(grad_lse, queries, "grad_lse");
   check_row_vector(lse, queries, "lse");

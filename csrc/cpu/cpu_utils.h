@@ -105,16 +105,23 @@ inline void exp_shifted(const double* x, double shift, double* out, int64_t len)
 
 // acc[f] += sum_{j < jn} w_j cols[j0 + j][f], where tile_weights(j0, jn, s, w) turns the
 // similarities s_j = a . cols[j0 + j] into the weights w_j: one row's share of a backward
-// pass over one column tile (jn <= kMaxTile). Callers walk column tiles in the outer loop and
-// a tile of rows in the inner one, so the column tile stays in cache.
+// pass over one column tile (jn <= kMaxTile). The columns come both row-major (cols, for the
+// sum, an axpy per column: independent vector chains over f) and transposed (cols_t, for s).
+// Callers walk column tiles in the outer loop and a tile of rows in the inner one, so the
+// column tile stays in cache.
 template <int64_t kMaxTile, typename T, typename TileWeights>
-inline void accumulate_weighted_columns(const T* __restrict__ a, const T* __restrict__ cols_t,
-                                        int64_t m, int64_t k, int64_t j0, int64_t jn,
-                                        const TileWeights& tile_weights, T* __restrict__ acc) {
+inline void accumulate_weighted_columns(const T* __restrict__ a, const T* __restrict__ cols,
+                                        const T* __restrict__ cols_t, int64_t m, int64_t k,
+                                        int64_t j0, int64_t jn, const TileWeights& tile_weights,
+                                        T* __restrict__ acc) {
   T s[kMaxTile], w[kMaxTile];
   similarity_row(a, cols_t, m, k, j0, jn, s);
   tile_weights(j0, jn, s, w);
-  for (int64_t c = 0; c < k; ++c) acc[c] += dot_lanes(w, cols_t + c * m + j0, jn);
+  for (int64_t j = 0; j < jn; ++j) {
+    const T wj = w[j];
+    const T* __restrict__ col = cols + (j0 + j) * k;
+    for (int64_t f = 0; f < k; ++f) acc[f] += wj * col[f];
+  }
 }
 
 }  // namespace fastclust

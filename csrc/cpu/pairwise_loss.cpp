@@ -21,6 +21,7 @@ constexpr int64_t kTile = 64;
 template <typename T>
 struct PairwiseBlock {
   const T* rows;     // n x k, row-major
+  const T* cols;     // m x k, row-major
   const T* cols_t;   // k x m: columns transposed, so a row's similarities to a column tile
                      // come out of contiguous, vectorisable loops
   const T* inv_norm_rows;  // n, used for DSEC's cosine selection only
@@ -97,17 +98,18 @@ FC_CPU_MULTIVERSION void backward_row_tile(const PairwiseBlock<T>& b, int64_t ti
           g[j] = pair_loss_grad(b.kind, sel, s[j], b.eps);
         }
       };
-      accumulate_weighted_columns<kTile>(b.rows + i * b.k, b.cols_t, b.m, b.k, j0, jn, pair_grads,
+      accumulate_weighted_columns<kTile>(b.rows + i * b.k, b.cols, b.cols_t, b.m, b.k, j0, jn, pair_grads,
                                          acc.data() + (i - i0) * b.k);
     }
   }
   for (int64_t idx = 0; idx < (i1 - i0) * b.k; ++idx) grad[i0 * b.k + idx] = scale * acc[idx];
 }
 
-// Shared set-up of forward and backward: contiguous rows, transposed columns, inverse norms.
+// Shared set-up of forward and backward: contiguous rows and columns, transposed columns,
+// inverse norms.
 template <typename T>
 struct PreparedBlock {
-  at::Tensor rows, cols_t, inv_norm_rows, inv_norm_cols;
+  at::Tensor rows, cols, cols_t, inv_norm_rows, inv_norm_cols;
   PairwiseBlock<T> block;
 };
 
@@ -117,6 +119,7 @@ PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>
   PreparedBlock<T> p;
   p.rows = rows.contiguous();
   const at::Tensor& c = cols.has_value() ? *cols : rows;
+  p.cols = cols.has_value() ? c.contiguous() : p.rows;
   p.cols_t = c.t().contiguous();
   if (kind == kDsecSquared) {
     p.inv_norm_rows = inverse_row_norms(p.rows, rows.scalar_type());
@@ -124,6 +127,7 @@ PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>
   }
   auto& b = p.block;
   b.rows = p.rows.template const_data_ptr<T>();
+  b.cols = p.cols.template const_data_ptr<T>();
   b.cols_t = p.cols_t.template const_data_ptr<T>();
   b.inv_norm_rows = p.inv_norm_rows.defined() ? p.inv_norm_rows.template const_data_ptr<T>() : nullptr;
   b.inv_norm_cols = p.inv_norm_cols.defined() ? p.inv_norm_cols.template const_data_ptr<T>() : nullptr;

@@ -43,10 +43,11 @@ FC_CPU_MULTIVERSION void forward_row_tile(const T* queries, const T* keys_t, int
 }
 
 // grad[a] = inv_tau * sum_b w_ab other[b] for the rows a of one tile, where `rows` is the
-// side being differentiated, `other_t` the other side transposed, and
+// side being differentiated, `other` the other side (and `other_t` it transposed), and
 // tile_weights(a, b0, bn, s, w) turns the similarities s_ab, b in [b0, b0 + bn), into w_ab.
 template <typename T, typename TileWeights>
-FC_CPU_MULTIVERSION void weighted_sum_tile(const T* rows, const T* other_t, int64_t n_rows,
+FC_CPU_MULTIVERSION void weighted_sum_tile(const T* rows, const T* other, const T* other_t,
+                                           int64_t n_rows,
                                            int64_t n_other, int64_t d, T inv_tau, int64_t tile,
                                            const TileWeights& tile_weights, T* grad) {
   const int64_t a0 = tile * kTile, a1 = std::min(n_rows, a0 + kTile);
@@ -57,8 +58,8 @@ FC_CPU_MULTIVERSION void weighted_sum_tile(const T* rows, const T* other_t, int6
       const auto row_weights = [&](int64_t first, int64_t count, const T* s, T* w) {
         tile_weights(a, first, count, s, w);
       };
-      accumulate_weighted_columns<kTile>(rows + a * d, other_t, n_other, d, b0, bn, row_weights,
-                                         acc.data() + (a - a0) * d);
+      accumulate_weighted_columns<kTile>(rows + a * d, other, other_t, n_other, d, b0, bn,
+                                         row_weights, acc.data() + (a - a0) * d);
     }
   }
   for (int64_t idx = 0; idx < (a1 - a0) * d; ++idx) grad[a0 * d + idx] = inv_tau * acc[idx];
@@ -125,10 +126,10 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cpu(
     T* gq = grad_q.mutable_data_ptr<T>();
     T* gk = grad_k.mutable_data_ptr<T>();
     for_each_tile(rows, [&](int64_t t) {
-      weighted_sum_tile(qp, k_t.const_data_ptr<T>(), rows, cols, d, inv_tau, t, query_weights, gq);
+      weighted_sum_tile(qp, kp, k_t.const_data_ptr<T>(), rows, cols, d, inv_tau, t, query_weights, gq);
     });
     for_each_tile(cols, [&](int64_t t) {
-      weighted_sum_tile(kp, q_t.const_data_ptr<T>(), cols, rows, d, inv_tau, t, key_weights, gk);
+      weighted_sum_tile(kp, qp, q_t.const_data_ptr<T>(), cols, rows, d, inv_tau, t, key_weights, gk);
     });
   });
   return {grad_q, grad_k};

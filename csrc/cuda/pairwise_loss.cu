@@ -153,7 +153,7 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
   const auto d = prepare(rows, cols, kind, acc_dtype);
   const auto grad_scalar = grad_sum.to(acc_dtype).contiguous();
-  auto grad_acc = at::zeros(d.rows.sizes(), rows.options().dtype(acc_dtype));
+  auto grad_acc = weighted_columns_accumulator(d.rows, acc_dtype);
   auto grad = at::empty(d.rows.sizes(), rows.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "pairwise_loss_backward_cuda", [&] {
@@ -168,7 +168,7 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(d.params.n, kBackwardTileRows), kThreads, 0, stream>>>(
             d.rows.const_data_ptr<scalar_t>(), d.params.n, d.cols.const_data_ptr<scalar_t>(),
-            d.params.m, d.params.k, pair_grad, grad_acc.mutable_data_ptr<acc_t>(),
+            d.params.m, d.params.k, pair_grad, optional_mutable_ptr<acc_t>(grad_acc),
             grad.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

@@ -10,6 +10,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "common/contrastive_checks.h"
 #include "common/lse_math.h"
 #include "cuda/similarity_tiles.cuh"
@@ -20,7 +22,8 @@ namespace {
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) row_logsumexp_kernel(
     const scalar_t* __restrict__ queries, int64_t rows, const scalar_t* __restrict__ keys,
-    int64_t cols, int64_t d, acc_t inv_tau, int64_t self_offset, acc_t* __restrict__ lse) {
+    int64_t cols, int64_t d, acc_t inv_tau, int64_t self_offset, int64_t cols_per_split,
+    acc_t* __restrict__ partial_lse) {
   constexpr int kRowsPerThread = kForwardTileRows / kThreadRows;
   using Tiles = SimilarityTiles<kForwardTileRows, scalar_t, acc_t>;
   __shared__ typename Tiles::Storage tiles;
@@ -32,7 +35,9 @@ __global__ void __launch_bounds__(kThreads) row_logsumexp_kernel(
     run_max[r] = minus_infinity<acc_t>();
     run_sum[r] = acc_t(0);
   }
-  for (int64_t col0 = 0; col0 < cols; col0 += kTileCols) {
+  const int64_t split = blockIdx.y;
+  const int64_t col_end = min(cols, (split + 1) * cols_per_split);
+  for (int64_t col0 = split * cols_per_split; col0 < col_end; col0 += kTileCols) {
     acc_t x[kRowsPerThread][kColsPerThread];
     Tiles::compute(queries, rows, keys, cols, d, row0, col0, tiles, x);
 #pragma unroll
@@ -63,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) row_logsumexp_kernel(
       lse_merge(run_max[r], run_sum[r], other_max, other_sum);
     }
     const int64_t i = row0 + ty + kThreadRows * r;
-    if (tx == 0 && i < rows) lse[i] = lse_value(run_max[r], run_sum[r]);
+    if (tx == 0 && i < rows) partial_lse[split * rows + i] = lse_value(run_max[r], run_sum[r]);
   }
 }
 
@@ -91,16 +96,27 @@ at::Tensor row_logsumexp_cuda(const at::Tensor& queries, const at::Tensor& keys,
   const auto q = queries.contiguous(), k = keys.contiguous();
   const int64_t rows = q.size(0), cols = k.size(0), d = q.size(1);
   const auto acc_dtype = at::toOpMathType(q.scalar_type());
-  auto lse = at::empty({rows}, q.options().dtype(acc_dtype));
+  // One block per (row tile, column split). A block per row tile alone leaves most of a large
+  // GPU idle below some ten thousand rows, so the key tiles are split until there are a few
+  // blocks per SM; the split partial log-sum-exps are then combined in a fixed order. The
+  // split count depends only on the shape and the device, so results are reproducible.
+  int sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.get_device()));
+  const int64_t row_tiles = ceil_div(rows, kForwardTileRows), col_tiles = ceil_div(cols, kTileCols);
+  const int64_t wanted_splits = std::min(col_tiles, std::max<int64_t>(1, ceil_div(4 * sms, row_tiles)));
+  const int64_t cols_per_split = ceil_div(col_tiles, wanted_splits) * kTileCols;
+  const int64_t splits = ceil_div(cols, cols_per_split);
+  auto partial = at::empty({splits, rows}, q.options().dtype(acc_dtype));
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "row_logsumexp_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    row_logsumexp_kernel<scalar_t, acc_t><<<ceil_div(rows, kForwardTileRows), kThreads, 0, stream>>>(
+    row_logsumexp_kernel<scalar_t, acc_t><<<dim3(row_tiles, splits), kThreads, 0, stream>>>(
         q.const_data_ptr<scalar_t>(), rows, k.const_data_ptr<scalar_t>(), cols, d,
-        static_cast<acc_t>(1.0 / tau), self_offset, lse.mutable_data_ptr<acc_t>());
+        static_cast<acc_t>(1.0 / tau), self_offset, cols_per_split,
+        partial.mutable_data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return lse;
+  return splits == 1 ? partial[0] : at::logsumexp(partial, {0});
 }
 
 std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
@@ -115,8 +131,8 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
   const auto lse_c = lse.to(acc_dtype).contiguous();
   auto grad_q = at::empty(q.sizes(), q.options());
   auto grad_k = at::empty(k.sizes(), k.options());
-  auto acc_q = at::zeros(q.sizes(), q.options().dtype(acc_dtype));
-  auto acc_k = at::zeros(k.sizes(), k.options().dtype(acc_dtype));
+  auto acc_q = weighted_columns_accumulator(q, acc_dtype);
+  auto acc_k = weighted_columns_accumulator(k, acc_dtype);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "row_logsumexp_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -128,12 +144,12 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(rows, kBackwardTileRows), kThreads, 0, stream>>>(
             qp, rows, kp, cols, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, false},
-            acc_q.mutable_data_ptr<acc_t>(), grad_q.mutable_data_ptr<scalar_t>());
+            optional_mutable_ptr<acc_t>(acc_q), grad_q.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(cols, kBackwardTileRows), kThreads, 0, stream>>>(
             kp, cols, qp, rows, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, true},
-            acc_k.mutable_data_ptr<acc_t>(), grad_k.mutable_data_ptr<scalar_t>());
+            optional_mutable_ptr<acc_t>(acc_k), grad_k.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {grad_q, grad_k};

@@ -15,6 +15,8 @@
 
 #include <type_traits>
 
+#include <ATen/ATen.h>
+
 #include "cuda/cuda_utils.cuh"
 
 namespace fastclust {
@@ -190,20 +192,22 @@ template <int kTileRows>
 struct SimilarityTiles<kTileRows, c10::BFloat16, float>
     : TensorCoreTiles<kTileRows, c10::BFloat16, __nv_bfloat16> {};
 
-constexpr int kFeatChunk = 32;  // column features staged per backward step
-
 // grad[i] = weight.scale() * sum_j weight(i, j, S_ij) * cols[j], for an (n, k) `rows` and an
 // (m, k) `cols`; `weight` is a device functor called for i < n, j < m only. One block per row
 // tile walks all column tiles; per tile it stages the weights and a chunk of the columns'
 // features in shared memory and multiplies them. Each (row, feature) element of the block's
-// gradient belongs to one thread, which adds the column tiles in order (no atomics). With
-// k <= kFeatChunk the sums stay in registers across all column tiles; wider features keep them
-// in grad_acc (zeroed, (n, k)), one read-modify-write per tile.
+// gradient belongs to one thread, which adds the column tiles in order: deterministic, no
+// atomics. With k <= kFeatChunk (the common case for cluster outputs) the sums stay in
+// registers across all column tiles; wider features keep them in `grad_acc` (float32 or
+// better, zeroed, see weighted_columns_accumulator), one read-modify-write per tile.
+constexpr int kFeatChunk = 32;  // features of the columns staged per backward step
+
 template <typename scalar_t, typename acc_t, typename PairWeight>
 __global__ void __launch_bounds__(kThreads) weighted_columns_kernel(
     const scalar_t* __restrict__ rows, int64_t n, const scalar_t* __restrict__ cols, int64_t m,
     int64_t k, PairWeight weight, acc_t* __restrict__ grad_acc, scalar_t* __restrict__ grad) {
   constexpr int kRowsPerThread = kBackwardTileRows / kThreadRows;
+  // Outputs of one feature chunk per thread (rows x chunk width over the block's threads).
   constexpr int kOutPerThread = kBackwardTileRows * kFeatChunk / kThreads;
   using Tiles = SimilarityTiles<kBackwardTileRows, scalar_t, acc_t>;
   __shared__ typename Tiles::Storage tiles;
@@ -236,8 +240,8 @@ __global__ void __launch_bounds__(kThreads) weighted_columns_kernel(
                            ? static_cast<acc_t>(cols[(col0 + j) * k + f0 + f]) : acc_t(0);
       }
       __syncthreads();
-      // Threads go to the chunk's real features only: a narrow k (10, say) would otherwise
-      // spend most of the products on padding.
+      // Only the chunk's real features get threads: narrow k (10, say) would otherwise spend
+      // most of the products on padding.
       const int width = static_cast<int>(min(static_cast<int64_t>(kFeatChunk), k - f0));
 #pragma unroll
       for (int o = 0; o < kOutPerThread; ++o) {
@@ -266,6 +270,18 @@ __global__ void __launch_bounds__(kThreads) weighted_columns_kernel(
         grad[idx] = static_cast<scalar_t>(scale * (sums_in_registers ? out[o] : grad_acc[idx]));
     }
   }
+}
+
+// The memory weighted_columns_kernel sums into for an (n, k) side: none where the sums fit
+// in registers.
+inline at::Tensor weighted_columns_accumulator(const at::Tensor& rows, at::ScalarType acc_dtype) {
+  return rows.size(1) > kFeatChunk ? at::zeros(rows.sizes(), rows.options().dtype(acc_dtype))
+                                   : at::Tensor();
+}
+
+template <typename acc_t>
+acc_t* optional_mutable_ptr(at::Tensor& t) {
+  return t.defined() ? t.mutable_data_ptr<acc_t>() : nullptr;
 }
 
 }  // namespace fastclust
