@@ -130,29 +130,33 @@ def test_cluster_contrastive_hand_computed():
     assert loss.item() == pytest.approx(ce.item(), rel=1e-15)
 
 
+@devices
 @front_ends
-def test_gradcheck(name):
+def test_gradcheck(device, name):
     fn, _, kwargs = FRONT_ENDS[name]
-    a, b = views(5, 3, seed=4, probabilities=name != "asv")
+    a, b = views(5, 3, seed=4, probabilities=name != "asv", device=device)
     a.requires_grad_()
     b.requires_grad_()
     assert torch.autograd.gradcheck(lambda x, y: fn(x, y, **kwargs), (a, b))
 
 
+@devices
 @pytest.mark.parametrize("full_gram", [False, True])
-def test_gradcheck_ops(full_gram):
-    a, b = views(6, 3, seed=5, probabilities=False)
+def test_gradcheck_ops(device, full_gram):
+    a, b = views(6, 3, seed=5, probabilities=False, device=device)
     a.requires_grad_()
     b.requires_grad_()
     assert torch.autograd.gradcheck(lambda x, y: OPS.column_stats(x, y, full_gram), (a, b))
     kind = CLUSTER_CONTRASTIVE if full_gram else PICA
-    stats = [s.detach().requires_grad_() for s in reference.column_stats(*views(6, 3, seed=6), full_gram)]
+    stats = [s.detach().requires_grad_()
+             for s in reference.column_stats(*views(6, 3, seed=6, device=device), full_gram)]
     assert torch.autograd.gradcheck(
         lambda *s: OPS.column_loss_from_stats(*s, kind, 0.7, 1.3)[:3], stats)
 
 
-def test_opcheck():
-    a, b = views(9, 4, dtype=torch.float32)
+@devices
+def test_opcheck(device):
+    a, b = views(9, 4, dtype=torch.float32, device=device)
     a.requires_grad_()
     b.requires_grad_()
     for full_gram, kind in ((False, PICA), (True, CLUSTER_CONTRASTIVE)):

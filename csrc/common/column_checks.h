@@ -19,11 +19,11 @@ inline int64_t gram_side(int64_t k, bool full_gram) { return full_gram ? 2 * k :
 
 inline void check_stat(const at::Tensor& t, const char* name, at::IntArrayRef shape,
                        const at::Tensor& like, const char* like_name) {
-  TORCH_CHECK(t.sizes() == shape, "fastclust: ", name, " must have shape ", shape, ", got ", t.sizes());
-  TORCH_CHECK(t.device() == like.device(), "fastclust: ", name, " is on ", t.device(), " but ",
-              like_name, " is on ", like.device());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "fastclust: ", name,
-              " must be a floating tensor, got ", t.scalar_type());
+  FC_CHECK(t.sizes() == shape, name, " must have shape ", shape, ", got ", t.sizes());
+  FC_CHECK(t.device() == like.device(), name, " is on ", t.device(), " but ", like_name, " is on ",
+           like.device());
+  FC_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating tensor, got ",
+           t.scalar_type());
 }
 
 inline void check_column_stats_backward_args(const std::optional<at::Tensor>& grad_gram,
@@ -42,28 +42,26 @@ inline void check_column_stats_backward_args(const std::optional<at::Tensor>& gr
 inline int64_t check_column_loss_args(const at::Tensor& gram, const at::Tensor& sq_norms,
                                       const at::Tensor& sums, int64_t kind, double tau,
                                       double weight) {
-  TORCH_CHECK(kind >= 0 && kind < kNumColumnLossKinds,
-              "fastclust: kind must be 0 (PICA) or 1 (cluster contrastive), got ", kind);
-  TORCH_CHECK(sums.dim() == 1 && sums.size(0) % 2 == 0,
-              "fastclust: sums must hold the 2k column sums of both views, got shape ", sums.sizes());
+  FC_CHECK(kind >= 0 && kind < kNumColumnLossKinds,
+           "kind must be 0 (PICA) or 1 (cluster contrastive), got ", kind);
+  FC_CHECK(sums.dim() == 1 && sums.size(0) % 2 == 0,
+           "sums must hold the 2k column sums of both views, got shape ", sums.sizes());
   const int64_t k = sums.size(0) / 2;
-  TORCH_CHECK(k >= 2, "fastclust: the loss needs k >= 2 clusters (a softmax over one cluster is "
-              "constant), got k = ", k);
+  FC_CHECK(k >= 2, "the loss needs k >= 2 clusters (a softmax over one cluster is constant), got k = ",
+           k);
   const auto dt = sums.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble,
-              "fastclust: sums must be float32 or float64 (the statistics' dtype), got ", dt);
+  FC_CHECK(dt == at::kFloat || dt == at::kDouble,
+           "sums must be float32 or float64 (the statistics' dtype), got ", dt);
   const int64_t side = similarity_rows(kind, k);
   for (const auto& [t, name, shape] :
        {std::tuple<const at::Tensor&, const char*, std::vector<int64_t>>{gram, "gram", {side, side}},
         {sq_norms, "sq_norms", {2 * k}}}) {
     check_stat(t, name, shape, sums, "sums");
-    TORCH_CHECK(t.scalar_type() == dt, "fastclust: ", name, " has dtype ", t.scalar_type(),
-                " but sums has dtype ", dt);
+    FC_CHECK(t.scalar_type() == dt, name, " has dtype ", t.scalar_type(), " but sums has dtype ", dt);
   }
   check_positive(tau, "tau");
-  TORCH_CHECK(std::isfinite(weight) && weight >= 0,
-              "fastclust: the entropy weight (lam / entropy_weight) must be a finite number >= 0, got ",
-              weight);
+  FC_CHECK(std::isfinite(weight) && weight >= 0,
+           "the entropy weight (lam / entropy_weight) must be a finite number >= 0, got ", weight);
   return k;
 }
 

@@ -32,6 +32,13 @@ constexpr int64_t kMr = 4, kNrMax = 16;
 inline int64_t ceil_div_host(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div_host(a, b) * b; }
 
+// Tasks of fewer multiply-adds than this run on the calling thread: forking threads costs
+// more than they save, and far more on a busy machine. Results do not depend on it.
+constexpr int64_t kMinTaskWork = int64_t(1) << 18;
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, ceil_div_host(kMinTaskWork, std::max<int64_t>(1, work_per_item)));
+}
+
 // Two (n, k) row-major views read as the 2k columns of V = [a | b].
 template <typename T>
 struct Views {
@@ -195,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor
     const int64_t chunk_rows = std::max(kMinChunkRows, ceil_div_host(n, max_chunks));
     const int64_t chunks = ceil_div_host(n, chunk_rows);
     std::vector<acc_t> slots(chunks * slot_size, acc_t(0));
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, chunks, grain_for(chunk_rows * side * side), [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c)
         stats_chunk(x, shape, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
                     slots.data() + c * slot_size);
@@ -247,7 +254,8 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
     const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
     scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
     scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, ceil_div_host(n, kBackwardRows), 1, [&](int64_t begin, int64_t end) {
+    const int64_t block_work = kBackwardRows * w * k;
+    at::parallel_for(0, ceil_div_host(n, kBackwardRows), grain_for(block_work), [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t)
         backward_rows(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
                       std::min(n, (t + 1) * kBackwardRows), ga, gb);
@@ -279,7 +287,8 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
     for (int64_t c = 0; c < 2 * k; ++c) u[c] = inverse_norm(sq[c]);
     // Inverse norms of the similarity matrix's columns: PICA's are p2's, which follow p1's.
     const T* u_cols = u.data() + (kind == kPica ? k : 0);
-    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / rows), [&](int64_t begin, int64_t end) {
+    // A row costs an exp per entry, about 16 multiply-adds each.
+    at::parallel_for(0, rows, grain_for(16 * rows), [&](int64_t begin, int64_t end) {
       std::vector<T> sim(rows), e(rows);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t pos = positive_column(kind, r, k);

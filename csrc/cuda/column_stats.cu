@@ -45,8 +45,11 @@ struct Views {
   }
 };
 
-// acc[r][c] += sum_s lhs[s][ty + 16 r] * rhs[s][tx + 16 c]: the outer-product step of both
-// the statistics (s runs over rows of V) and the backward (s runs over V's columns).
+// acc[r][c] += sum_s lhs[s][4 ty + r] * rhs[s][4 tx + c]: the outer-product step of both
+// the statistics (s runs over rows of V) and the backward (s runs over V's columns). A thread's
+// four rows and four columns are adjacent, so each comes from shared memory in one vector load
+// (and a warp's lhs reads are broadcasts): 16 FMAs per two loads keep the FMA units, not
+// shared memory, the limit.
 template <typename acc_t>
 __device__ __forceinline__ void tile_product(const acc_t (&lhs)[kStep][kTile],
                                              const acc_t (&rhs)[kStep][kTile],
@@ -56,9 +59,9 @@ __device__ __forceinline__ void tile_product(const acc_t (&lhs)[kStep][kTile],
   for (int s = 0; s < kStep; ++s) {
     acc_t l[kPerThread], r[kPerThread];
 #pragma unroll
-    for (int i = 0; i < kPerThread; ++i) l[i] = lhs[s][ty + kThreadSide * i];
+    for (int i = 0; i < kPerThread; ++i) l[i] = lhs[s][ty * kPerThread + i];
 #pragma unroll
-    for (int i = 0; i < kPerThread; ++i) r[i] = rhs[s][tx + kThreadSide * i];
+    for (int i = 0; i < kPerThread; ++i) r[i] = rhs[s][tx * kPerThread + i];
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i)
 #pragma unroll
@@ -114,8 +117,8 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) column_stats_kernel(
     Views<scalar_t> x, GramTiles tiles, int64_t rows_per_split, acc_t* __restrict__ partial_gram,
     acc_t* __restrict__ partial_sq, acc_t* __restrict__ partial_sum) {
-  __shared__ acc_t lhs[kStep][kTile];
-  __shared__ acc_t rhs[kStep][kTile];
+  __shared__ __align__(16) acc_t lhs[kStep][kTile];
+  __shared__ __align__(16) acc_t rhs[kStep][kTile];
   int64_t lt, rt;
   tiles.decode(blockIdx.x, lt, rt);
   const int64_t lcol = tiles.left.first_column(lt), lwidth = tiles.left.width(lt);
@@ -161,7 +164,7 @@ __global__ void __launch_bounds__(kThreads) column_stats_kernel(
   for (int i = 0; i < kPerThread; ++i)
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j)
-      out[(ty + kThreadSide * i) * kTile + tx + kThreadSide * j] = acc[i][j];
+      out[(ty * kPerThread + i) * kTile + tx * kPerThread + j] = acc[i][j];
   if (stat_left || stat_right) {
     const int64_t col = (stat_left ? lcol : rcol) + stat_col;
     partial_sq[split * 2 * x.k + col] = sq;
@@ -209,8 +212,8 @@ __global__ void __launch_bounds__(kThreads) column_stats_backward_kernel(
     Views<scalar_t> x, TileList cols, bool full, const acc_t* __restrict__ grad_gram,
     const acc_t* __restrict__ grad_sq, const acc_t* __restrict__ grad_sum,
     scalar_t* __restrict__ grad_a, scalar_t* __restrict__ grad_b) {
-  __shared__ acc_t lhs[kStep][kTile];  // V_p[row0 + r, d0 + s] at [s][r]
-  __shared__ acc_t rhs[kStep][kTile];  // W[p k + d0 + s, o k + col0 + c] at [s][c]
+  __shared__ __align__(16) acc_t lhs[kStep][kTile];  // V_p[row0 + r, d0 + s] at [s][r]
+  __shared__ __align__(16) acc_t rhs[kStep][kTile];  // W[p k + d0 + s, o k + col0 + c] at [s][c]
   const int64_t k = x.k;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kTile;
   const int64_t tile = blockIdx.y, o = tile / cols.tiles_per_part;
@@ -243,10 +246,10 @@ __global__ void __launch_bounds__(kThreads) column_stats_backward_kernel(
   scalar_t* out = o == 0 ? grad_a : grad_b;
 #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
-    const int64_t row = row0 + ty + kThreadSide * i;
+    const int64_t row = row0 + ty * kPerThread + i;
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
-      const int64_t c = tx + kThreadSide * j;
+      const int64_t c = tx * kPerThread + j;
       if (row >= x.n || c >= width) continue;
       const int64_t col = o * k + col0 + c;
       acc_t g = acc[i][j];
@@ -386,7 +389,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cuda(const at::Tenso
   const auto opts = a.options().dtype(at::toOpMathType(a.scalar_type()));
   const GramTiles tiles = gram_tiles(k, full_gram);
   const int64_t tile_blocks = tiles.count();
-  TORCH_CHECK(tile_blocks <= 2147483647, "fastclust: too many clusters (k = ", k, ") for one launch");
+  FC_CHECK(tile_blocks <= 2147483647, "too many clusters (k = ", k, ") for one launch");
   // Enough splits of n for about four blocks per multiprocessor, each of at least kTile rows.
   const int64_t wanted = ceil_div(4 * multiprocessor_count(a), tile_blocks);
   const int64_t max_splits = std::min<int64_t>(ceil_div(n, kTile), 65535);
@@ -429,8 +432,8 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
   auto grad_b = at::empty({n, k}, a.options());
   const TileList cols{k, ceil_div(k, kTile), 0, 2};
   const int64_t row_tiles = ceil_div(n, kTile);
-  TORCH_CHECK(row_tiles <= 2147483647 && cols.count() <= 65535,
-              "fastclust: the views are too large (n = ", n, ", k = ", k, ") for one launch");
+  FC_CHECK(row_tiles <= 2147483647 && cols.count() <= 65535,
+           "the views are too large (n = ", n, ", k = ", k, ") for one launch");
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "column_stats_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
