@@ -256,6 +256,16 @@ def test_torch_compile_fullgraph(name):
         torch.testing.assert_close(g, w)
 
 
+def test_torch_compile_inductor():
+    z = [t.requires_grad_() for t in views(2, 40, 6, torch.float32)]
+    compiled = torch.compile(lambda a, b: fastclust.nt_xent_loss(a, b, tau=0.3) * 2, fullgraph=True)
+    got = compiled(*z)
+    want = fastclust.nt_xent_loss(*z, tau=0.3) * 2
+    torch.testing.assert_close(got, want)
+    for g, w in zip(torch.autograd.grad(got, z), torch.autograd.grad(want, z)):
+        torch.testing.assert_close(g, w)
+
+
 # ---- bad input ----
 
 def _z(*shape, **kw):
