@@ -362,8 +362,9 @@ def test_cuda_rectangular_block(rows, cols, self_offset, dtype):
                            [q64, k64])
     got = value_and_grads(lambda q, k: weighted(lambda a, b: fastclust.row_logsumexp(a, b, 0.2, self_offset), q, k),
                           [q64.to("cuda", dtype), k64.to("cuda", dtype)])
-    if dtype == torch.float64:
-        assert_same_loss_and_grads((got[0].cpu(), [g.cpu() for g in got[1]]), want)
+    if dtype == torch.float64 or rows == cols == 1:
+        # (1 x 1 with its only column left out: eager's gradient is NaN there, fastclust's 0.)
+        assert_same_loss_and_grads((got[0].cpu().double(), [g.cpu().double() for g in got[1]]), want)
     else:
         eager = value_and_grads(lambda q, k: weighted(lambda a, b: reference.row_logsumexp(a, b, 0.2, offset), q, k),
                                 [q64.to("cuda", dtype), k64.to("cuda", dtype)])
