@@ -6,13 +6,17 @@ from collections import defaultdict
 
 def main(path):
     run = json.load(open(path))
-    times, memory = defaultdict(dict), []
+    times, memory, bandwidth = defaultdict(dict), [], []
     device = None
     for b in run["benchmarks"]:
         info = b["extra_info"]
         device = device or f"{info['device']}, torch {info['torch']}, fastclust {info['fastclust']}"
         if "peak_mb" in info:
             memory.append(info)
+            continue
+        if info.get("bytes", 0) >= 10**8:  # the memory-bound cases, not every small one
+            bandwidth.append((info, b["stats"]["median"]))
+        if info["impl"] == "copy":
             continue
         key = (info["op"], *(f"{name}={info[name]}" for name in sorted(info) if name in ("n", "k", "d")),
                "fwd+bwd" if info["backward"] else "fwd")
@@ -27,6 +31,12 @@ def main(path):
         ratios = [f"{row[i] / row['fastclust']:.1f}x" if i in row and "fastclust" in row else "-"
                   for i in ("eager", "compile")]
         print(f"| {key[0]} | {' '.join(key[1:-1])} | {key[-1]} | " + " | ".join(cells + ratios) + " |")
+    if bandwidth:
+        print("\n| op | impl | size | pass | bytes moved (least) | median ms | GB/s |\n|---|---|---|---|---|---|---|")
+        for info, median in bandwidth:
+            size = " ".join(f"{name}={info[name]}" for name in ("n", "k", "d") if name in info)
+            print(f"| {info['op']} | {info['impl']} | {size} | {'fwd+bwd' if info['backward'] else 'fwd'} "
+                  f"| {info['bytes'] / 1e6:.0f} MB | {median * 1e3:.3f} | {info['bytes'] / median / 1e9:.0f} |")
     if memory:
         print("\n| op | impl | size | peak extra memory, fwd+bwd (MB) |\n|---|---|---|---|")
         for info in memory:
