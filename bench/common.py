@@ -67,8 +67,15 @@ def record_peak_memory(benchmark, module, impl, case, **info):
 
 
 _CHILD = r"""
-import json, resource, sys, importlib
+import json, sys, importlib
 import torch
+
+
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 spec = json.loads(sys.argv[1])
 mod = importlib.import_module(spec["module"])
 fn, inputs = mod.memory_case(spec["impl"], spec["case"], spec["device"])
@@ -76,20 +83,24 @@ if spec["device"] == "cuda":
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
 else:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Reset the kernel's peak-RSS mark (VmHWM) to the current RSS: ru_maxrss would still hold
+    # the peak of importing torch, which can exceed everything the case allocates.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status_kb("VmRSS") * 1024
 out = fn(*inputs)
 torch.autograd.grad(out, [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad])
 if spec["device"] == "cuda":
     torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() - base
 else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = status_kb("VmHWM") * 1024 - base
 print(json.dumps({"peak_bytes": peak}))
 """
 
 
 def peak_memory(module, impl, case, device=DEVICE):
     """Peak extra memory of one fwd+bwd in a fresh process: CUDA allocator peak on a GPU,
-    growth of the resident set (ru_maxrss) on the CPU. `module.memory_case(impl, case, device)`
+    peak resident set (VmHWM, reset before the call) over the resident set before it on the CPU. `module.memory_case(impl, case, device)`
     builds the call; inputs are made before the baseline is taken."""
     spec = json.dumps({"module": module, "impl": impl, "case": case, "device": device})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
