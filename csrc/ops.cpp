@@ -28,6 +28,25 @@ TORCH_LIBRARY(fastclust, m) {
       "int kind, float eps) -> Tensor");
 
   // ---- column statistics family (PICA, cluster contrastive) ----
+  // One pass over n of two (n, k) views a, b, seen as the 2k columns of V = [a | b]:
+  // gram = a^T b (k x k), or V^T V (2k x 2k) when full_gram; sq_norms and sums (2k each) are
+  // the squared norms and sums of V's columns. Sums over n are plain sums, so per-process
+  // statistics can be all-reduced before the loss (global batch).
+  m.def(
+      "column_stats(Tensor a, Tensor b, bool full_gram) "
+      "-> (Tensor gram, Tensor sq_norms, Tensor sums)");
+  // Gradients w.r.t. a and b of <grad_gram, gram> + <grad_sq_norms, sq_norms> +
+  // <grad_sums, sums>; an absent gradient counts as zero. One pass over n.
+  m.def(
+      "column_stats_backward(Tensor? grad_gram, Tensor? grad_sq_norms, Tensor? grad_sums, "
+      "Tensor a, Tensor b, bool full_gram) -> (Tensor grad_a, Tensor grad_b)");
+  // The loss from the statistics: cross_entropy + weight * entropy_term, each part, and the
+  // gradients d cross_entropy / d (gram, sq_norms) and d entropy_term / d sums.
+  // kind 0 = PICA (gram = a^T b), 1 = cluster contrastive (gram = V^T V); see common/column_math.h.
+  m.def(
+      "column_loss_from_stats(Tensor gram, Tensor sq_norms, Tensor sums, int kind, float tau, "
+      "float weight) -> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, "
+      "Tensor grad_gram, Tensor grad_sq_norms, Tensor grad_sums)");
 
   // ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
 }

@@ -3,6 +3,8 @@
 Each function has the signature and semantics of its fused counterpart and materialises
 whatever intermediates eager PyTorch needs (n x n similarity matrices included).
 """
+import math
+
 import torch
 
 _NORM_FLOOR = 1e-12  # as torch.nn.functional.normalize
@@ -56,3 +58,48 @@ def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7
 
 def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False):
     return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats)
+
+
+# ---- column statistics family (PICA, cluster contrastive) ----
+
+def asv_similarity(p1, p2):
+    """PICA Eq. 5-8: cosines between the columns of p1 and those of p2, (k, k)."""
+    return torch.nn.functional.normalize(p1, dim=0).T @ torch.nn.functional.normalize(p2, dim=0)
+
+
+def _entropy_term(p):
+    """log k - H(z), z = column sums of p normalised to sum 1 (total floored at 1e-12), with
+    0 log 0 = 0 (no gradient through an empty cluster's own log term)."""
+    sums = p.sum(0)
+    z = sums / sums.sum().clamp_min(1e-12)
+    log_z = torch.where(z == 0, torch.ones_like(z), z).log()
+    return math.log(p.shape[1]) + (z * log_z).sum()
+
+
+def pica_loss(p1, p2, *, lam=2.0, return_parts=False):
+    M = asv_similarity(p1, p2)
+    cross_entropy = torch.nn.functional.cross_entropy(M, torch.arange(M.shape[0], device=M.device))
+    entropy_term = _entropy_term(p1)
+    loss = cross_entropy + lam * entropy_term
+    return (loss, cross_entropy, entropy_term) if return_parts else loss
+
+
+def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_parts=False):
+    k = c_a.shape[1]
+    c = torch.nn.functional.normalize(torch.cat([c_a, c_b], dim=1), dim=0)
+    sim = (c.T @ c) / tau
+    self_mask = torch.eye(2 * k, dtype=torch.bool, device=sim.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    twins = (torch.arange(2 * k, device=sim.device) + k) % (2 * k)
+    cross_entropy = torch.nn.functional.cross_entropy(sim, twins)
+    entropy_term = _entropy_term(c_a) + _entropy_term(c_b)
+    loss = cross_entropy + entropy_weight * entropy_term
+    return (loss, cross_entropy, entropy_term) if return_parts else loss
+
+
+def column_stats(a, b, full_gram):
+    """Twin of ``torch.ops.fastclust.column_stats``: the Gram a^T b (or that of all 2k columns of
+    [a | b] when full_gram), and the squared norms and sums of the 2k columns."""
+    v = torch.cat([a, b], dim=1)
+    gram = v.T @ v if full_gram else a.T @ b
+    return gram, (v * v).sum(0), v.sum(0)

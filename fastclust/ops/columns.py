@@ -1,0 +1,134 @@
+"""Column-statistics losses: PICA's ASV similarity and loss (Eq. 5-12) and the cluster-level
+contrastive loss of CC / DCSC (Eq. 3.3 with the Eq. 3.6 regulariser).
+
+Each depends on the two (n, k) views only through statistics of their 2k columns: a Gram matrix,
+squared column norms and column sums. ``torch.ops.fastclust.column_stats`` computes them in one
+pass over n, ``column_loss_from_stats`` turns them into the loss (and, in the same call, the
+loss's gradient w.r.t. them), and the backward is one more pass over n. The two halves are
+separate ops so that a global-batch version can all-reduce the statistics in between.
+"""
+import torch
+
+from ._autograd import OPS, acc_dtype, scalar
+
+PICA = 0
+CLUSTER_CONTRASTIVE = 1
+# F.normalize's norm floor (1e-12), squared: see csrc/common/column_math.h.
+_SQ_NORM_FLOOR = 1e-24
+
+
+@torch.library.register_fake("fastclust::column_stats")
+def _column_stats_fake(a, b, full_gram):
+    torch._check(a.dim() == 2, lambda: "fastclust: the first view (p1 / c_a) must be a 2-D (n, k) tensor")
+    k = a.shape[1]
+    side = 2 * k if full_gram else k
+    dtype = acc_dtype(a.dtype)
+    return (a.new_empty((side, side), dtype=dtype), a.new_empty((2 * k,), dtype=dtype),
+            a.new_empty((2 * k,), dtype=dtype))
+
+
+@torch.library.register_fake("fastclust::column_stats_backward")
+def _column_stats_backward_fake(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram):
+    return a.new_empty(a.shape), b.new_empty(b.shape)
+
+
+@torch.library.register_fake("fastclust::column_loss_from_stats")
+def _column_loss_fake(gram, sq_norms, sums, kind, tau, weight):
+    return (gram.new_empty(()), gram.new_empty(()), gram.new_empty(()), gram.new_empty(gram.shape),
+            sq_norms.new_empty(sq_norms.shape), sums.new_empty(sums.shape))
+
+
+def _stats_setup(ctx, inputs, output):
+    a, b, ctx.full_gram = inputs
+    ctx.save_for_backward(a, b)
+
+
+def _stats_backward(ctx, grad_gram, grad_sq_norms, grad_sums):
+    a, b = ctx.saved_tensors
+    grad_a, grad_b = OPS.column_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, ctx.full_gram)
+    return grad_a, grad_b, None
+
+
+torch.library.register_autograd("fastclust::column_stats", _stats_backward, setup_context=_stats_setup)
+
+
+def _loss_setup(ctx, inputs, output):
+    ctx.weight = inputs[5]
+    ctx.save_for_backward(*output[3:])
+    ctx.mark_non_differentiable(*output[3:])
+
+
+def _add(x, y):
+    return y if x is None else x if y is None else x + y
+
+
+def _loss_backward(ctx, grad_loss, grad_ce, grad_entropy, *_grads_of_grads):
+    grad_gram, grad_sq_norms, grad_sums = ctx.saved_tensors
+    # loss = cross_entropy + weight * entropy_term; the cross-entropy depends on (gram,
+    # sq_norms) only and the entropy term on sums only.
+    through_ce = _add(grad_loss, grad_ce)
+    through_entropy = _add(None if grad_loss is None else grad_loss * ctx.weight, grad_entropy)
+    return (None if through_ce is None else through_ce * grad_gram,
+            None if through_ce is None else through_ce * grad_sq_norms,
+            None if through_entropy is None else through_entropy * grad_sums,
+            None, None, None)
+
+
+torch.library.register_autograd("fastclust::column_loss_from_stats", _loss_backward,
+                                setup_context=_loss_setup)
+
+
+def _column_loss(a, b, kind, tau, weight, return_parts):
+    gram, sq_norms, sums = OPS.column_stats(a, b, kind == CLUSTER_CONTRASTIVE)
+    loss, cross_entropy, entropy_term, *_ = OPS.column_loss_from_stats(gram, sq_norms, sums, kind,
+                                                                       tau, weight)
+    return (loss, cross_entropy, entropy_term) if return_parts else loss
+
+
+def asv_similarity(p1, p2):
+    """PICA's ASV similarity (Eq. 5-8): ``M[a, b] = cos(p1[:, a], p2[:, b])``, a ``(k, k)`` matrix.
+
+    ``p1, p2`` are ``(n, k)`` cluster-assignment matrices of two views of the same n samples.
+    Column norms are floored at 1e-12 as in ``F.normalize``: an all-zero column has cosine 0
+    with every column (and ``F.normalize``'s finite gradient). The ``(k, k)`` cosines are
+    formed from the fused statistics with a few elementwise ATen ops. float64 for float64 input,
+    float32 otherwise.
+    """
+    gram, sq_norms, _ = OPS.column_stats(p1, p2, False)
+    k = gram.shape[0]
+    inv_norms = sq_norms.clamp_min(_SQ_NORM_FLOOR).rsqrt()
+    return gram * inv_norms[:k, None] * inv_norms[None, k:]
+
+
+def pica_loss(p1, p2, *, lam=2.0, return_parts=False):
+    """The PICA loss (Eq. 9-12) of two ``(n, k)`` views, k >= 2.
+
+    ``cross_entropy``: the mean over the k rows of ``M = asv_similarity(p1, p2)`` of the
+    cross-entropy of ``softmax(M[a, :])`` against target a. ``entropy_term``:
+    ``log k - H(z)`` with ``z`` the column sums of ``p1`` normalised to sum 1 and
+    ``0 log 0 = 0`` (an empty cluster adds nothing and passes no gradient through its own
+    log term; an all-zero ``p1`` gives ``z = 0``). Returns ``cross_entropy + lam * entropy_term``,
+    or ``(loss, cross_entropy, entropy_term)`` with ``return_parts=True``.
+
+    ``p1, p2`` are cluster probabilities (e.g. softmax outputs) of the original and perturbed
+    images; PICA's repetition of each sample is the caller's tiling of ``p1``. A negative
+    column sum makes the entropy NaN. Gradients flow to both views; float64 for float64 input,
+    float32 otherwise.
+    """
+    return _column_loss(p1, p2, PICA, 1.0, scalar(lam, "lam"), return_parts)
+
+
+def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_parts=False):
+    """The cluster-level contrastive loss of CC / DCSC (Eq. 3.3) plus its clustering
+    regulariser (Eq. 3.6, written as CC does), of two ``(n, k)`` views, k >= 2.
+
+    The 2k columns of ``[c_a, c_b]`` are L2-normalised (norm floored at 1e-12 like
+    ``F.normalize``); similarities are their cosines over ``tau``. Column j's positive is its
+    twin j +/- k and its denominator every column but itself; ``cross_entropy`` is the mean over
+    the 2k columns. ``entropy_term = (log k - H(z_a)) + (log k - H(z_b))`` with ``z`` a view's
+    column sums normalised to sum 1, ``0 log 0 = 0`` as in :func:`pica_loss`. Returns
+    ``cross_entropy + entropy_weight * entropy_term``, or ``(loss, cross_entropy, entropy_term)``
+    with ``return_parts=True``.
+    """
+    return _column_loss(c_a, c_b, CLUSTER_CONTRASTIVE, scalar(tau, "tau"),
+                        scalar(entropy_weight, "entropy_weight"), return_parts)
