@@ -49,4 +49,14 @@ TORCH_LIBRARY(fastclust, m) {
       "Tensor grad_gram, Tensor grad_sq_norms, Tensor grad_sums)");
 
   // ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
+  // Row-wise x / max(||x||_2, 1e-12), as torch.nn.functional.normalize.
+  m.def("normalize_rows(Tensor x) -> Tensor");
+  m.def("normalize_rows_backward(Tensor grad_out, Tensor x) -> Tensor");
+  // lse[r] = log sum_c exp(queries[r] . keys[c] / tau) over a rectangular block, leaving out
+  // the column c = r + self_offset (self_offset < 0: none). float32 for half inputs.
+  m.def("row_logsumexp(Tensor queries, Tensor keys, float tau, int self_offset) -> Tensor");
+  // d(sum_r grad_lse[r] lse[r]) / d(queries, keys), recomputing the similarities.
+  m.def(
+      "row_logsumexp_backward(Tensor grad_lse, Tensor queries, Tensor keys, Tensor lse, "
+      "float tau, int self_offset) -> (Tensor, Tensor)");
 }

@@ -103,3 +103,49 @@ def column_stats(a, b, full_gram):
     v = torch.cat([a, b], dim=1)
     gram = v.T @ v if full_gram else a.T @ b
     return gram, (v * v).sum(0), v.sum(0)
+
+
+# ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
+
+def normalize_rows(x):
+    return torch.nn.functional.normalize(x, dim=1, eps=_NORM_FLOOR)
+
+
+def _self_mask(rows, cols, self_offset, device):
+    """True at (r, r + self_offset): the column left out of row r's sum."""
+    if self_offset < 0:
+        return torch.zeros(rows, cols, dtype=torch.bool, device=device)
+    r = torch.arange(rows, device=device)
+    return r[:, None] + self_offset == torch.arange(cols, device=device)[None, :]
+
+
+def row_logsumexp(queries, keys, tau, self_offset):
+    """Twin of ``torch.ops.fastclust.row_logsumexp``: ``log sum_c exp(q_r . k_c / tau)`` per
+    query row, leaving out the column ``c = r + self_offset`` (``self_offset < 0``: none)."""
+    S = (queries @ keys.T / tau).masked_fill(
+        _self_mask(queries.shape[0], keys.shape[0], self_offset, queries.device), float("-inf"))
+    return torch.logsumexp(S, dim=1)
+
+
+def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True):
+    """NT-Xent over the 2n rows of ``[z_a; z_b]`` as SimCLR / CC write it: cross-entropy of
+    each row's similarities with its twin as the target."""
+    n = z_a.shape[0]
+    z = normalize_rows(torch.cat([z_a, z_b]))
+    S = z @ z.T / tau
+    if exclude_self:
+        S = S.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    twin = torch.arange(2 * n, device=z.device).roll(n)
+    return torch.nn.functional.cross_entropy(S, twin)
+
+
+def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
+    """DCSC Eq. 3.4-3.5 with the cosine as s, written as the paper reads: for sl_i^a the
+    denominator sums exp(s(p_i^a, q_j^a)/tau) and exp(s(p_j^a, q_i^b)/tau) over all j."""
+    pa, pb, qa, qb = (normalize_rows(t) for t in (p_a, p_b, q_a, q_b))
+
+    def side(p_x, q_x, q_y):
+        denominator = torch.cat([p_x @ q_x.T, q_y @ p_x.T], dim=1) / tau
+        return torch.logsumexp(denominator, dim=1) - (p_x * q_y).sum(1) / tau
+
+    return torch.cat([side(pa, qa, qb), side(pb, qb, qa)]).mean()

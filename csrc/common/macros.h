@@ -24,6 +24,10 @@ FC_HD double fc_pow(double x, double y) { return pow(x, y); }
 FC_HD float fc_max(float a, float b) { return fmaxf(a, b); }
 FC_HD double fc_max(double a, double b) { return fmax(a, b); }
 
+// Floor of a row norm in a cosine, as torch.nn.functional.normalize uses: a zero row
+// normalises to the zero vector instead of NaN.
+constexpr double kNormFloor = 1e-12;
+
 // x - x is 0 for finite x and NaN for +-inf or NaN; returning it lets a non-finite
 // similarity poison a loss sum instead of being silently dropped by a comparison.
 template <typename T>

@@ -12,9 +12,6 @@ enum PairLossKind : int64_t {
 };
 constexpr int64_t kNumPairLossKinds = 2;
 
-// Floor of a row norm in the cosine, as torch.nn.functional.normalize uses.
-constexpr double kNormFloor = 1e-12;
-
 // +1 positive, -1 negative, 0 ignored. NaN compares false both ways: ignored here, and the
 // caller poisons the loss with it separately.
 template <typename T>

@@ -31,38 +31,10 @@ struct PairwiseBlock {
   int64_t kind;
 };
 
-// s[j] = rows[i] . cols[j0 + j] for j < jn, summed over features in order, so that
-// S_ij and S_ji come out bit-identical in the symmetric case.
-template <typename T>
-inline void similarity_row(const PairwiseBlock<T>& b, int64_t i, int64_t j0, int64_t jn,
-                           T* __restrict__ s) {
-  const T* __restrict__ a = b.rows + i * b.k;
-  for (int64_t j = 0; j < jn; ++j) s[j] = T(0);
-  for (int64_t c = 0; c < b.k; ++c) {
-    const T ac = a[c];
-    const T* __restrict__ bc = b.cols_t + c * b.m + j0;
-    for (int64_t j = 0; j < jn; ++j) s[j] += ac * bc[j];
-  }
-}
-
 template <typename T>
 inline T selection_of(const PairwiseBlock<T>& b, T s, int64_t i, int64_t j) {
   return b.kind == kDsecSquared ? selection_similarity(b.kind, s, b.inv_norm_rows[i], b.inv_norm_cols[j])
                                 : s;
-}
-
-// Independent lanes keep the dot product vectorisable without reassociating a single sum.
-template <typename T>
-inline T dot_lanes(const T* __restrict__ x, const T* __restrict__ y, int64_t len) {
-  constexpr int kLanes = 8;
-  T lanes[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= len; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l] * y[j + l];
-  T total = 0;
-  for (; j < len; ++j) total += x[j] * y[j];
-  for (int l = 0; l < kLanes; ++l) total += lanes[l];
-  return total;
 }
 
 // Row tiles t and (tiles - 1 - t) go to one task: with the symmetric trick a row tile's work
@@ -93,7 +65,7 @@ FC_CPU_MULTIVERSION TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int6
     const int64_t j0 = jt * kTile, jn = std::min(kTile, b.m - j0);
     const int64_t weight = (b.symmetric && jt != tile) ? 2 : 1;
     for (int64_t i = i0; i < i1; ++i) {
-      similarity_row(b, i, j0, jn, s);
+      similarity_row(b.rows + i * b.k, b.cols_t, b.m, b.k, j0, jn, s);
       T loss = 0, poison = 0;
       int64_t pos = 0, neg = 0;
       for (int64_t j = 0; j < jn; ++j) {
@@ -114,19 +86,16 @@ FC_CPU_MULTIVERSION TileSums<T> forward_row_tile(const PairwiseBlock<T>& b, int6
 // grad_rows[i] = scale * sum_j dloss(S_ij)/dS_ij * cols[j], over all columns.
 template <typename T>
 FC_CPU_MULTIVERSION void backward_row_tile(const PairwiseBlock<T>& b, int64_t tile, T scale, T* grad) {
-  T s[kTile], g[kTile];
   const int64_t i0 = tile * kTile, i1 = std::min(b.n, i0 + kTile);
   std::vector<T> acc((i1 - i0) * b.k, T(0));
   for (int64_t j0 = 0; j0 < b.m; j0 += kTile) {
     const int64_t jn = std::min(kTile, b.m - j0);
     for (int64_t i = i0; i < i1; ++i) {
-      similarity_row(b, i, j0, jn, s);
-      for (int64_t j = 0; j < jn; ++j) {
-        const int sel = select_pair(selection_of(b, s[j], i, j0 + j), b.u, b.l);
-        g[j] = pair_loss_grad(b.kind, sel, s[j], b.eps);
-      }
-      T* acc_row = acc.data() + (i - i0) * b.k;
-      for (int64_t c = 0; c < b.k; ++c) acc_row[c] += dot_lanes(g, b.cols_t + c * b.m + j0, jn);
+      const auto pair_grad = [&](int64_t j, T s) {
+        return pair_loss_grad(b.kind, select_pair(selection_of(b, s, i, j), b.u, b.l), s, b.eps);
+      };
+      accumulate_weighted_columns<kTile>(b.rows + i * b.k, b.cols_t, b.m, b.k, j0, jn, pair_grad,
+                                         acc.data() + (i - i0) * b.k);
     }
   }
   for (int64_t idx = 0; idx < (i1 - i0) * b.k; ++idx) grad[i0 * b.k + idx] = scale * acc[idx];

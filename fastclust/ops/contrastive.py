@@ -1,0 +1,153 @@
+"""Contrastive losses of DCSC / Contrastive Clustering: NT-Xent (Eq. 3.1-3.2) and the semantic
+contrastive loss (Eq. 3.4-3.5), both built on one fused op, a row-wise log-sum-exp over a
+rectangular block of cosine similarities computed flash-style (online max / sum over key tiles,
+recomputed in backward): O(n d) memory, no n x n tensor.
+"""
+import torch
+
+from ._autograd import OPS, acc_dtype, scalar
+
+_NO_SELF = -1
+
+
+@torch.library.register_fake("fastclust::normalize_rows")
+def _normalize_rows_fake(x):
+    torch._check(x.dim() == 2, lambda: "fastclust: x must be a 2-D (n, d) tensor")
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("fastclust::normalize_rows_backward")
+def _normalize_rows_backward_fake(grad_out, x):
+    return x.new_empty(x.shape)
+
+
+def _normalize_rows_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+
+
+def _normalize_rows_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return OPS.normalize_rows_backward(grad, x)
+
+
+torch.library.register_autograd("fastclust::normalize_rows", _normalize_rows_backward,
+                                setup_context=_normalize_rows_setup)
+
+
+@torch.library.register_fake("fastclust::row_logsumexp")
+def _row_logsumexp_fake(queries, keys, tau, self_offset):
+    torch._check(queries.dim() == 2, lambda: "fastclust: queries must be a 2-D (R, d) tensor")
+    return queries.new_empty((queries.shape[0],), dtype=acc_dtype(queries.dtype))
+
+
+@torch.library.register_fake("fastclust::row_logsumexp_backward")
+def _row_logsumexp_backward_fake(grad_lse, queries, keys, lse, tau, self_offset):
+    return queries.new_empty(queries.shape), keys.new_empty(keys.shape)
+
+
+def _row_logsumexp_setup(ctx, inputs, output):
+    queries, keys, ctx.tau, ctx.self_offset = inputs
+    ctx.save_for_backward(queries, keys, output)
+
+
+def _row_logsumexp_backward(ctx, grad):
+    queries, keys, lse = ctx.saved_tensors
+    grad_q, grad_k = OPS.row_logsumexp_backward(grad, queries, keys, lse, ctx.tau, ctx.self_offset)
+    return (grad_q if ctx.needs_input_grad[0] else None,
+            grad_k if ctx.needs_input_grad[1] else None, None, None)
+
+
+torch.library.register_autograd("fastclust::row_logsumexp", _row_logsumexp_backward,
+                                setup_context=_row_logsumexp_setup)
+
+
+def _check_views(*named):
+    """Views of one batch: 2-D, non-empty, of one shape, device and dtype. Raised as
+    RuntimeError, like the kernels' own argument checks."""
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"fastclust: {name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise RuntimeError(f"fastclust: {name} must be a 2-D (n, d) tensor, got shape {tuple(t.shape)}")
+        if t.shape[0] < 1 or t.shape[1] < 1:
+            raise RuntimeError(f"fastclust: {name} must have at least one row and one feature, "
+                               f"got shape {tuple(t.shape)}")
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise RuntimeError(f"fastclust: {name} is on {t.device} but {first_name} is on {first.device}")
+        if t.dtype != first.dtype:
+            raise RuntimeError(f"fastclust: {name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}")
+        if t.shape != first.shape:
+            raise RuntimeError(f"fastclust: {name} has shape {tuple(t.shape)} but {first_name} has "
+                               f"shape {tuple(first.shape)}")
+
+
+def _row_dots(a, b):
+    """Row-wise a_i . b_i in the kernels' accumulation dtype: the O(n d) positive terms."""
+    dtype = acc_dtype(a.dtype)
+    return (a.to(dtype) * b.to(dtype)).sum(1)
+
+
+def row_logsumexp(queries, keys, tau=1.0, self_offset=None):
+    """``lse[r] = log sum_c exp(queries[r] . keys[c] / tau)`` for an ``(R, d)`` and a ``(C, d)``
+    tensor, without the ``R x C`` matrix; differentiable in both.
+
+    ``self_offset``: the column ``c = r + self_offset`` is left out of row r's sum (a row
+    against its own batch: 0; local rows against keys gathered across ranks: the rank's first
+    global row); ``None`` keeps every column. A row with no column left gives ``-inf`` with a
+    zero gradient. The result is float32 for float16/bfloat16 input.
+    """
+    offset = _NO_SELF if self_offset is None else int(self_offset)
+    if self_offset is not None and offset < 0:
+        raise ValueError(f"fastclust: self_offset must be None or >= 0, got {self_offset}")
+    return OPS.row_logsumexp(queries, keys, scalar(tau, "tau"), offset)
+
+
+def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True):
+    """NT-Xent, the feature-level contrastive loss of DCSC (Eq. 3.1-3.2), SimCLR and CC.
+
+    The 2n rows of ``[z_a; z_b]`` (two ``(n, d)`` views) are L2-normalised and compared by
+    cosine similarity over ``tau``; row i's positive is its twin (i +/- n) and its denominator
+    runs over all 2n rows except i itself (``exclude_self=False`` keeps i, as Eq. 3.1 literally
+    reads). Returns the mean over the 2n rows of ``lse_i - s(i, twin) / tau``. Any n >= 1 (no
+    mask is built for a fixed batch size); with n = 1 and ``exclude_self`` the only term is the
+    positive and the loss is 0. A zero row normalises to the zero vector (its similarities are
+    0) and, as with ``torch.nn.functional.normalize``, its gradient is scaled by 1 / 1e-12.
+    Float32 for float16/bfloat16 input; O(n d) memory forward and backward.
+    """
+    _check_views(("z_a", z_a), ("z_b", z_b))
+    tau = scalar(tau, "tau")
+    n = z_a.shape[0]
+    z = OPS.normalize_rows(torch.cat([z_a, z_b]))
+    lse = OPS.row_logsumexp(z, z, tau, 0 if exclude_self else _NO_SELF)
+    return (lse.sum() - 2 * _row_dots(z[:n], z[n:]).sum() / tau) / (2 * n)
+
+
+def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
+    """Semantic contrastive loss of DCSC (Eq. 3.4-3.5).
+
+    ``p_a, p_b``: the predictor branch's outputs for the two views, ``q_a, q_b``: the
+    projection-only branch's, all ``(n, d)``. The similarity s is the cosine (the paper also
+    allows a divergence-based one; fastclust uses the cosine)::
+
+        sl_i^a = -log( exp(s(p_i^a, q_i^b)/tau)
+                       / sum_j [exp(s(p_i^a, q_j^a)/tau) + exp(s(p_j^a, q_i^b)/tau)] )
+
+    ``sl_i^b`` the same with a and b swapped; the loss is ``(1/2n) sum_i (sl_i^a + sl_i^b)``.
+    Each denominator is the log-sum-exp of two fused row-wise log-sum-exps (p^a against q^a,
+    q^b against p^a), combined stably. Zero rows as in :func:`nt_xent_loss`.
+    """
+    _check_views(("p_a", p_a), ("p_b", p_b), ("q_a", q_a), ("q_b", q_b))
+    tau = scalar(tau, "tau")
+    n = p_a.shape[0]
+    p = OPS.normalize_rows(torch.cat([p_a, p_b]))
+    q = OPS.normalize_rows(torch.cat([q_a, q_b]))
+    pa, pb, qa, qb = p[:n], p[n:], q[:n], q[n:]
+
+    def side(p_x, q_x, q_y):
+        denominator = torch.logaddexp(OPS.row_logsumexp(p_x, q_x, tau, _NO_SELF),
+                                      OPS.row_logsumexp(q_y, p_x, tau, _NO_SELF))
+        return denominator.sum() - _row_dots(p_x, q_y).sum() / tau
+
+    return (side(pa, qa, qb) + side(pb, qb, qa)) / (2 * n)
