@@ -126,13 +126,16 @@ def make_trunk(input_shape, *, kind="conv", widths=None, depth=2, hidden=(512, 2
 
 
 class ClusterNet(nn.Module):
-    """Trunk + cluster head ending in k logits (DAC / DSEC: the restraint layer is in the loss)."""
+    """Trunk + cluster head ending in k batch-normalised logits (DAC / DSEC: the restraint
+    layer is in the loss). The final BN, as in DAC's networks, spreads the logits from the first
+    step: near-equal logits would make every pair similar, every pair a positive, and the
+    clustering collapse into one cluster."""
 
     def __init__(self, trunk, num_clusters, hidden=None):
         super().__init__()
         self.trunk = trunk
         hidden = hidden or trunk.out_dim
-        self.head = mlp((trunk.out_dim, hidden, num_clusters))
+        self.head = nn.Sequential(mlp((trunk.out_dim, hidden, num_clusters)), nn.BatchNorm1d(num_clusters))
 
     def forward(self, x):
         return self.head(self.trunk(x))
@@ -184,3 +187,27 @@ class MultiHeadNet(nn.Module):
     def forward(self, x, heads=None):
         h = self.trunk(x)
         return {name: self.heads[name](h) for name in (heads or self.heads.keys())}
+
+
+class DCSCNet(nn.Module):
+    """DCSC's backbone and four heads: feature projector (to ``feature_dim``, for the
+    feature-level contrastive loss), cluster projector (to k, softmax), semantic projector (to
+    k, softmax) and, on the semantic projector only, the predictor (k to k, softmax): the
+    asymmetric pair of the semantic-level loss."""
+
+    def __init__(self, trunk, num_clusters, feature_dim=128):
+        super().__init__()
+        d, k = trunk.out_dim, num_clusters
+        self.trunk = trunk
+        self.feature_projector = mlp((d, d, feature_dim))
+        self.cluster_projector = mlp((d, d, k))
+        self.semantic_projector = mlp((d, d, k))
+        self.predictor = mlp((k, d, k))
+
+    def forward(self, x):
+        """Returns ``(z, c, p, q)``: features, cluster probabilities, predictions and
+        semantic projections."""
+        h = self.trunk(x)
+        q = F.softmax(self.semantic_projector(h), dim=1)
+        return (self.feature_projector(h), F.softmax(self.cluster_projector(h), dim=1),
+                F.softmax(self.predictor(q), dim=1), q)
