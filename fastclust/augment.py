@@ -45,6 +45,21 @@ def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)):
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_affine(x, generator, degrees=10.0, translate=0.1, scale=(0.95, 1.05)):
+    """Rotation by up to ``degrees``, shift by up to ``translate`` of the side and zoom in
+    ``scale``, per image (the augmentation of DAC's own MNIST code); borders are filled with
+    zeros (background)."""
+    n, device = x.shape[0], x.device
+    angle = _uniform(n, -degrees, degrees, generator, device) * (math.pi / 180)
+    zoom = _uniform(n, *scale, generator, device)
+    shift = _uniform(2 * n, -2 * translate, 2 * translate, generator, device).view(n, 2)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # theta maps output to input coordinates in [-1, 1]: inverse rotation and zoom, then shift.
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def horizontal_flip(x, generator, p=0.5):
     return torch.where(_per_image(_chosen(x.shape[0], p, generator, x.device)), x.flip(-1), x)
 

@@ -1,6 +1,7 @@
 """DAC, Deep Adaptive Image Clustering (Chang et al., ICCV 2017)."""
 import fastclust
 
+from ..augment import random_affine
 from ..nn import ClusterNet, make_trunk
 from .base import Method
 from .schedules import dac_epochs, dac_thresholds
@@ -10,11 +11,13 @@ class DAC(Method):
     """ALL-ConvNet-style network ending in k outputs, the restraint layer and the DAC loss
     (inside :func:`fastclust.dac_loss`); Adaptive Learning moves u down and l up by
     ``eta`` per epoch until they cross (51 epochs at eta = 0.009). Pairs are selected per
-    mini-batch from the network's current outputs, without gradient."""
+    mini-batch from the network's current outputs, without gradient. ``affine``: images are
+    randomly rotated, shifted and zoomed a little first (``random_affine``), as DAC's own code
+    trains on augmented batches."""
 
     name = "dac"
     defaults = {"epochs": None, "batch_size": 256, "lr": 1e-3, "eta": 0.009,
-                "widths": (32, 64), "depth": 2, "hidden": (512, 256)}
+                "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True}
 
     def build_model(self):
         p = self.params
@@ -35,5 +38,7 @@ class DAC(Method):
         return {"u": u, "l": l}
 
     def loss(self, model, x, epoch, step, generator):
+        if self.params["affine"] and x.dim() == 4:
+            x = random_affine(x, generator)
         loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))
         return loss, {"pos": n_pos, "neg": n_neg}
