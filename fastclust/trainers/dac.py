@@ -17,7 +17,7 @@ class DAC(Method):
 
     name = "dac"
     defaults = {"epochs": None, "batch_size": 256, "lr": 1e-3, "eta": 0.009,
-                "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True}
+                "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True, "views": 1}
 
     def build_model(self):
         p = self.params
@@ -38,6 +38,8 @@ class DAC(Method):
         return {"u": u, "l": l}
 
     def loss(self, model, x, epoch, step, generator):
+        # views > 1: each image enters the batch that many times, each copy warped on its own.
+        x = x.repeat(int(self.params["views"]), *([1] * (x.dim() - 1)))
         if self.params["affine"] and x.dim() == 4:
             x = random_affine(x, generator)
         loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))

@@ -12,7 +12,7 @@ class DSEC(DAC):
 
     name = "dsec"
     defaults = {"epochs": None, "batch_size": 256, "lr": 1e-3, "p": 2.0, "u": 0.99, "l": 0.8,
-                "e": 50, "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True}
+                "e": 50, "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True, "views": 1}
 
     def schedule_epochs(self):
         return int(self.params["e"])
