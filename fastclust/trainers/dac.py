@@ -11,13 +11,17 @@ class DAC(Method):
     """ALL-ConvNet-style network ending in k outputs, the restraint layer and the DAC loss
     (inside :func:`fastclust.dac_loss`); Adaptive Learning moves u down and l up by
     ``eta`` per epoch until they cross (51 epochs at eta = 0.009). Pairs are selected per
-    mini-batch from the network's current outputs, without gradient. ``affine``: images are
-    randomly rotated, shifted and zoomed a little first (``random_affine``), as DAC's own code
-    trains on augmented batches."""
+    mini-batch from the network's current outputs, without gradient.
+
+    As DAC's own code trains on augmented batches, images are warped a little (``affine``:
+    rotation, shift, zoom by :func:`fastclust.augment.random_affine`), and each image enters
+    its batch ``views`` times, each copy warped on its own: a copy and its twin start out as a
+    confident positive pair, which teaches the network invariance to the warps.
+    """
 
     name = "dac"
-    defaults = {"epochs": None, "batch_size": 256, "lr": 1e-3, "eta": 0.009,
-                "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True, "views": 1}
+    defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "eta": 0.009,
+                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2}
 
     def build_model(self):
         p = self.params
@@ -38,9 +42,8 @@ class DAC(Method):
         return {"u": u, "l": l}
 
     def loss(self, model, x, epoch, step, generator):
-        # views > 1: each image enters the batch that many times, each copy warped on its own.
-        x = x.repeat(int(self.params["views"]), *([1] * (x.dim() - 1)))
         if self.params["affine"] and x.dim() == 4:
-            x = random_affine(x, generator)
+            # Unwarped copies would be identical rows: views only count for warped images.
+            x = random_affine(x.repeat(int(self.params["views"]), 1, 1, 1), generator)
         loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))
         return loss, {"pos": n_pos, "neg": n_neg}

@@ -11,8 +11,7 @@ class DSEC(DAC):
     schedule SECT: ``u = 0.99``, ``l = 0.8`` moving by ``(u - l) / (2 e)`` per epoch, e = 50."""
 
     name = "dsec"
-    defaults = {"epochs": None, "batch_size": 256, "lr": 1e-3, "p": 2.0, "u": 0.99, "l": 0.8,
-                "e": 50, "widths": (32, 64), "depth": 2, "hidden": (512, 256), "affine": True, "views": 1}
+    defaults = {**{k: v for k, v in DAC.defaults.items() if k != "eta"}, "p": 2.0, "u": 0.99, "l": 0.8, "e": 50}
 
     def schedule_epochs(self):
         return int(self.params["e"])
