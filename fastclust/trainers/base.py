@@ -160,11 +160,16 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------
 
     def _batches(self):
+        """The index batches of one epoch: ``passes`` (a method parameter, default 1) shuffled
+        passes over the data, so a schedule step can train longer than one pass."""
         n, size = len(self.x), int(self.method.params["batch_size"])
-        order = torch.randperm(n, generator=self.data_generator)
-        # A short last batch is dropped (unless it is the only one): BN and the batch-level
-        # losses are noisy on a handful of samples.
-        return [order[i * size:(i + 1) * size] for i in range(max(1, n // size))]
+        batches = []
+        for _ in range(int(self.method.params.get("passes", 1))):
+            order = torch.randperm(n, generator=self.data_generator)
+            # A short last batch is dropped (unless it is the only one): BN and the batch-level
+            # losses are noisy on a handful of samples.
+            batches += [order[i * size:(i + 1) * size] for i in range(max(1, n // size))]
+        return batches
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)

@@ -16,12 +16,14 @@ class DAC(Method):
     As DAC's own code trains on augmented batches, images are warped a little (``affine``:
     rotation, shift, zoom by :func:`fastclust.augment.random_affine`), and each image enters
     its batch ``views`` times, each copy warped on its own: a copy and its twin start out as a
-    confident positive pair, which teaches the network invariance to the warps.
+    confident positive pair, which teaches the network invariance to the warps. ``passes``
+    passes over the data make one epoch (one step of the schedule); DAC's code trains each
+    selection 5 times.
     """
 
     name = "dac"
     defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "eta": 0.009,
-                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2}
+                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2, "passes": 1}
 
     def build_model(self):
         p = self.params
