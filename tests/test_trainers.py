@@ -176,3 +176,15 @@ def test_augmentations_are_seeded_and_keep_range(digits):
     # The identity affine warp (no rotation, shift or zoom) returns the images.
     same = random_affine(digits[0][:4], torch.Generator(), degrees=0, translate=0, scale=(1, 1))
     torch.testing.assert_close(same, digits[0][:4], atol=1e-5, rtol=0)
+
+
+def test_batches_cover_the_data_once_per_pass(digits):
+    x, _ = digits
+    trainer = make_trainer("dac", x[:100], passes=2, batch_size=32)
+    batches = trainer._batches()
+    # 100 = 3 x 32 + 4: the short last batch of each pass is dropped.
+    assert len(batches) == 6 and all(len(b) == 32 for b in batches)
+    for first in (0, 3):
+        seen = torch.cat(batches[first:first + 3])
+        assert len(torch.unique(seen)) == 96
+    assert not torch.equal(torch.cat(batches[:3]), torch.cat(batches[3:]))
