@@ -125,17 +125,21 @@ def make_trunk(input_shape, *, kind="conv", widths=None, depth=2, hidden=(512, 2
     raise ValueError(f"unknown trunk kind {kind!r}; expected 'conv' or 'resnet'")
 
 
+def cluster_head(dims, *, batch_norm=True):
+    """An MLP through ``dims`` ending in k batch-normalised logits, for the pairwise losses
+    (the restraint layer is in the loss). The final BN, as in DAC's networks, spreads the
+    logits from the first step: near-equal logits make every pair similar, every pair a
+    positive, and the clustering collapses into one cluster (seen with AE+DAC's plain head)."""
+    return nn.Sequential(mlp(dims, batch_norm=batch_norm), nn.BatchNorm1d(dims[-1]))
+
+
 class ClusterNet(nn.Module):
-    """Trunk + cluster head ending in k batch-normalised logits (DAC / DSEC: the restraint
-    layer is in the loss). The final BN, as in DAC's networks, spreads the logits from the first
-    step: near-equal logits would make every pair similar, every pair a positive, and the
-    clustering collapse into one cluster."""
+    """Trunk + :func:`cluster_head` (DAC / DSEC)."""
 
     def __init__(self, trunk, num_clusters, hidden=None):
         super().__init__()
         self.trunk = trunk
-        hidden = hidden or trunk.out_dim
-        self.head = nn.Sequential(mlp((trunk.out_dim, hidden, num_clusters)), nn.BatchNorm1d(num_clusters))
+        self.head = cluster_head((trunk.out_dim, hidden or trunk.out_dim, num_clusters))
 
     def forward(self, x):
         return self.head(self.trunk(x))
@@ -144,7 +148,8 @@ class ClusterNet(nn.Module):
 class ConvAutoencoder(nn.Module):
     """The fully convolutional autoencoder of AE+DAC (Table 3): four stride-2 3x3 convs with
     8/16/32/64 channels and BN + ReLU, the mirrored transposed convs back to the input, and the
-    clustering head FC (flattened code, 256 on 28 px) -> 64 -> k on the code."""
+    clustering head FC (flattened code, 256 on 28 px) -> 64 -> k on the code, plus a BN on the
+    k logits (see :func:`cluster_head`: without it AE+DAC collapsed into one cluster)."""
 
     def __init__(self, input_shape, num_clusters, channels=(8, 16, 32, 64), head_hidden=64):
         super().__init__()
@@ -161,7 +166,7 @@ class ConvAutoencoder(nn.Module):
         self.encoder = nn.ModuleList(enc)
         self.decoder = nn.ModuleList(dec)
         self.code_shape = (c, height, width)
-        self.head = mlp((c * height * width, head_hidden, num_clusters), batch_norm=False)
+        self.head = cluster_head((c * height * width, head_hidden, num_clusters), batch_norm=False)
 
     def forward(self, x):
         """Returns ``(cluster logits, reconstruction)``."""
