@@ -196,6 +196,8 @@ def build_parser():
         p.add_argument("--split", default="all", help="which split to load (default: all, train+test)")
         p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
         p.add_argument("--out", help="output directory")
+        p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; "
+                                                   "1 is faster on a machine busy with other work)")
 
     t = commands.add_parser("train", help="train a clustering model",
                             epilog="method parameters (--set): " + "; ".join(
@@ -222,6 +224,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from .data import DatasetError
     from .trainers import NonFiniteLossError
     try:
