@@ -64,28 +64,22 @@ def test_one_epoch_end_to_end(name, digits, tmp_path):
     assert os.path.exists(tmp_path / CHECKPOINT)
 
 
-def test_dac_schedule_step_by_step():
-    for epoch in range(60):
-        lam = 0.009 * epoch
-        assert dac_thresholds(epoch) == pytest.approx((0.95 - lam, 0.455 + 0.1 * lam))
-    # l > u first at lambda > 0.45: epochs 0..50 run.
-    assert dac_epochs() == 51
-    u, l = dac_thresholds(50)
-    assert l == pytest.approx(u)
-    u, l = dac_thresholds(51)
-    assert l > u
-
-
-def test_aedac_schedule_step_by_step():
+# (thresholds, epochs, eta, l0, epochs of the schedule): DAC's l > u first at lambda > 0.45
+# (epochs 0..50 run); AE+DAC's at xi > 0.409 (epoch 82, xi = 0.41, is the first past it).
+@pytest.mark.parametrize("thresholds,epochs,eta,l0,expected", [
+    (dac_thresholds, dac_epochs, 0.009, 0.455, 51), (aedac_thresholds, aedac_epochs, 0.005, 0.5, 82)])
+def test_adaptive_schedules_step_by_step(thresholds, epochs, eta, l0, expected):
     for epoch in range(90):
-        xi = 0.005 * epoch
-        assert aedac_thresholds(epoch) == pytest.approx((0.95 - xi, 0.5 + 0.1 * xi))
-    # 0.5 + 0.1 xi > 0.95 - xi from xi > 0.409: epoch 82 (xi = 0.41) is the first past it.
-    assert aedac_epochs() == 82
-    u, l = aedac_thresholds(81)
-    assert l <= u
-    u, l = aedac_thresholds(82)
+        lam = eta * epoch
+        assert thresholds(epoch) == pytest.approx((0.95 - lam, l0 + 0.1 * lam))
+    assert epochs() == expected
+    u, l = thresholds(expected - 1)
+    assert l <= u + 1e-12
+    u, l = thresholds(expected)
     assert l > u
+
+
+def test_aedac_pretrains_then_follows_its_schedule():
     method = METHODS["aedac"]((1, 8, 8), 10, {"pretrain_epochs": 3})
     assert method.num_epochs() == 3 + 82
     assert method.epoch_settings(2) == {"phase": "pretrain"}
