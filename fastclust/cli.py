@@ -1,0 +1,235 @@
+"""The ``fastclust`` command line: ``fastclust train METHOD ...`` and ``fastclust predict ...``."""
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+CONFIG = "config.json"
+MODEL = "model.pt"
+
+
+def _parse_value(text):
+    """``--set`` values: Python literals (numbers, tuples, True/None), ``a,b`` as a tuple of
+    literals, anything else as a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if "," in text:
+            return tuple(_parse_value(part) for part in text.split(","))
+        return text
+
+
+def _method_params(args):
+    params = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"fastclust: --set expects KEY=VALUE, got {item!r}")
+        params[key.replace("-", "_")] = _parse_value(value)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _json_ready(obj):
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    return obj
+
+
+def _load(source, format, split):
+    from .data import load_dataset
+    return load_dataset(source, format, split=split)
+
+
+def _write_assignments(out, assignments, y):
+    np.save(os.path.join(out, "assignments.npy"), assignments)
+    with open(os.path.join(out, "assignments.csv"), "w") as f:
+        f.write("index,cluster" + (",label\n" if y is not None else "\n"))
+        for i, cluster in enumerate(assignments):
+            f.write(f"{i},{cluster}" + (f",{y[i]}\n" if y is not None else "\n"))
+
+
+def _plot_confusion(out, y, assignments, title):
+    """confusion.png when matplotlib is installed (the optional extra ``plot``); else skipped."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from .metrics import confusion_matrix
+    counts, classes, clusters = confusion_matrix(y, assignments, return_labels=True)
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(clusters), 1 + 0.45 * len(classes)))
+    ax.imshow(counts, cmap="Blues")
+    ax.set(xticks=range(len(clusters)), xticklabels=clusters, yticks=range(len(classes)),
+           yticklabels=classes, xlabel="cluster", ylabel="class", title=title)
+    if counts.size <= 400:
+        for (i, j), count in np.ndenumerate(counts):
+            ax.text(j, i, count, ha="center", va="center", fontsize=7,
+                    color="white" if count > counts.max() / 2 else "black")
+    fig.tight_layout()
+    path = os.path.join(out, "confusion.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _scores_line(scores):
+    return "  ".join(f"{k.upper()} {v:.4f}" for k, v in scores.items())
+
+
+def _write_results(out, trainer, assignments, dataset, title):
+    scores = trainer.evaluate(assignments)
+    _write_assignments(out, assignments, dataset.y)
+    if dataset.y is not None:
+        _plot_confusion(out, dataset.y, assignments, title)
+    return scores
+
+
+def _resume_config(args):
+    path = os.path.join(args.resume, CONFIG)
+    if not os.path.exists(path):
+        raise SystemExit(f"fastclust: cannot resume from {args.resume}: no {CONFIG} there")
+    with open(path) as f:
+        config = json.load(f)
+    given = {"method": args.method, "data": args.data, "format": args.format, "clusters": args.clusters,
+             "seed": args.seed}
+    for key, value in given.items():
+        if value is not None and value != config[key]:
+            raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
+                             f"run's {config[key]!r}")
+    params = _method_params(args)
+    for key, value in params.items():
+        # More epochs extend a finished or interrupted run; anything else would change it.
+        if key != "epochs" and _json_ready(value) != config["params"].get(key):
+            raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
+                             f"run's {config['params'].get(key)!r}")
+    config["params"].update({k: v for k, v in params.items() if k == "epochs"})
+    return config
+
+
+def train(args):
+    from .trainers import METHODS, Trainer
+
+    if args.resume:
+        config = _resume_config(args)
+        out = args.out or args.resume
+    else:
+        if args.method is None or args.data is None:
+            raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
+        config = {"method": args.method, "data": args.data, "format": args.format, "split": args.split,
+                  "clusters": args.clusters, "seed": 0 if args.seed is None else args.seed,
+                  "params": _method_params(args)}
+        out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
+    dataset = _load(config["data"], config["format"], config.get("split", "all"))
+    clusters = config["clusters"] or dataset.num_classes
+    if clusters is None:
+        raise SystemExit(f"fastclust: {dataset.name} has no labels to count classes from: pass --clusters K")
+    method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"])
+    config.update(clusters=clusters, params=_json_ready(method.params),
+                  input_shape=list(dataset.x.shape[1:]), dataset=dataset.name)
+    trainer = Trainer(method, dataset.x, dataset.y, out=out, device=args.device, seed=config["seed"],
+                      amp=args.amp, progress=not args.no_progress, config=config)
+    if args.resume:
+        trainer.resume(args.resume)
+        print(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
+    from .trainers.base import write_json
+    write_json(os.path.join(out, CONFIG), config)
+    print(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
+          f"{trainer.num_epochs} epochs, device {trainer.device}; writing to {out}")
+    started = time.perf_counter()
+    try:
+        assignments = trainer.fit()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the checkpoint of epoch {trainer.epoch} is in {out}; "
+              f"continue with: fastclust train --resume {out}", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - started
+    torch.save({"config": config, "model": trainer.model.state_dict()}, os.path.join(out, MODEL))
+    scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
+    write_json(os.path.join(out, "metrics.json"),
+               {"history": trainer.history, "final": scores, "train_seconds": seconds})
+    print(f"final ({seconds:.0f}s): {_scores_line(scores) or 'no labels, no scores'}")
+    return 0
+
+
+def predict(args):
+    from .trainers import METHODS, Trainer
+
+    path = os.path.join(args.model, MODEL)
+    if not os.path.exists(path):
+        raise SystemExit(f"fastclust predict: no trained model at {path} (train writes it at the end)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    config = saved["config"]
+    dataset = _load(args.data, args.format, args.split)
+    if list(dataset.x.shape[1:]) != config["input_shape"]:
+        raise SystemExit(f"fastclust predict: {dataset.name} has samples of shape {list(dataset.x.shape[1:])} "
+                         f"but the model was trained on {config['input_shape']}")
+    method = METHODS[config["method"]](tuple(config["input_shape"]), config["clusters"], config["params"])
+    trainer = Trainer(method, dataset.x, dataset.y, device=args.device, progress=False)
+    trainer.model.load_state_dict(saved["model"])
+    out = args.out or os.path.join(args.model, f"predict-{dataset.name}")
+    os.makedirs(out, exist_ok=True)
+    assignments = trainer.predict()
+    scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
+    print(f"{len(assignments)} samples assigned to {len(np.unique(assignments))} clusters; written to {out}"
+          + (f"\n{_scores_line(scores)}" if scores else ""))
+    return 0
+
+
+def build_parser():
+    from .data import FORMATS
+    from .trainers import METHODS
+
+    parser = argparse.ArgumentParser(prog="fastclust", description="Deep clustering with fused ops.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def data_options(p, required):
+        p.add_argument("--data", required=required, help="mnist5k, digits, or a path")
+        p.add_argument("--format", choices=sorted(FORMATS), help="format of --data (default: inferred)")
+        p.add_argument("--split", default="all", help="which split to load (default: all, train+test)")
+        p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+        p.add_argument("--out", help="output directory")
+        p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; "
+                                                   "1 is faster on a machine busy with other work)")
+
+    t = commands.add_parser("train", help="train a clustering model",
+                            epilog="method parameters (--set): " + "; ".join(
+                                f"{name}: {', '.join(sorted(m.defaults))}" for name, m in METHODS.items()))
+    t.add_argument("method", nargs="?", choices=sorted(METHODS))
+    data_options(t, required=False)
+    t.add_argument("--clusters", type=int, help="number of clusters (default: number of classes)")
+    t.add_argument("--epochs", type=int, help="default: the method's schedule")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
+    t.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(run=train)
+
+    p = commands.add_parser("predict", help="assign clusters to data with a trained model")
+    p.add_argument("--model", required=True, help="the --out directory of a finished train")
+    data_options(p, required=True)
+    p.set_defaults(run=predict)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from .data import DatasetError
+    from .trainers import NonFiniteLossError
+    try:
+        return args.run(args)
+    except (DatasetError, NonFiniteLossError, ValueError, RuntimeError) as err:
+        print(f"fastclust: error: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,51 @@
+"""AE+DAC: deep adaptive clustering on the code of a convolutional autoencoder."""
+import fastclust
+import torch.nn.functional as F
+
+from ..nn import ConvAutoencoder
+from .base import Method
+from .schedules import aedac_epochs, aedac_thresholds
+
+
+class AEDAC(Method):
+    """The fully convolutional autoencoder of the paper's Table 3 with a clustering head on its
+    code. The first ``pretrain_epochs`` epochs train the reconstruction loss (mean squared
+    error) alone; then ``alpha * L_rec + beta * L_dac`` with ``u(xi) = 0.95 - xi``,
+    ``l(xi) = 0.5 + 0.1 xi``, xi rising by ``eta`` per epoch until l > u (82 epochs at
+    eta = 0.005). Adam 1e-4, batch 128."""
+
+    name = "aedac"
+    defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "eta": 0.005, "alpha": 0.5,
+                "beta": 0.3, "pretrain_epochs": 10, "channels": (8, 16, 32, 64), "head_hidden": 64}
+
+    def build_model(self):
+        if len(self.input_shape) != 3:
+            raise ValueError("aedac clusters images: its autoencoder is convolutional, but the "
+                             f"samples have shape {self.input_shape}; use dsec for feature vectors")
+        return ConvAutoencoder(self.input_shape, self.num_clusters, tuple(self.params["channels"]),
+                               int(self.params["head_hidden"]))
+
+    def schedule_epochs(self):
+        return int(self.params["pretrain_epochs"]) + aedac_epochs(self.params["eta"])
+
+    def thresholds(self, epoch):
+        """(u, l) of a clustering epoch, or None during pretraining."""
+        xi_epoch = epoch - int(self.params["pretrain_epochs"])
+        return aedac_thresholds(xi_epoch, self.params["eta"]) if xi_epoch >= 0 else None
+
+    def epoch_settings(self, epoch):
+        thresholds = self.thresholds(epoch)
+        return {"phase": "pretrain"} if thresholds is None else {"u": thresholds[0], "l": thresholds[1]}
+
+    def loss(self, model, x, epoch, step, generator):
+        logits, reconstruction = model(x)
+        rec = F.mse_loss(reconstruction.float(), x.float())
+        thresholds = self.thresholds(epoch)
+        if thresholds is None:
+            return rec, {"rec": rec.detach()}
+        dac, n_pos, n_neg = fastclust.dac_loss(logits, *thresholds, return_stats=True)
+        loss = self.params["alpha"] * rec + self.params["beta"] * dac
+        return loss, {"rec": rec.detach(), "dac": dac.detach(), "pos": n_pos, "neg": n_neg}
+
+    def logits(self, model, x):
+        return model(x)[0]

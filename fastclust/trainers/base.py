@@ -1,0 +1,254 @@
+"""The one training loop every method shares.
+
+A method (``dac.py``, ``dsec.py``, ...) says how to build its network, what its loss is for a
+batch and which output's argmax is the cluster label; :class:`Trainer` does the rest: seeding,
+epochs, progress bar, per-epoch evaluation, the ``metrics.json`` history, atomic checkpoints
+every epoch, exact resume, mixed precision and the non-finite-loss stop.
+
+Every random draw of a run comes from the global torch generator (model initialisation) or
+from two generators the trainer owns (data order on the CPU, augmentations on the training
+device); all three are saved in each checkpoint, so a resumed run repeats an uninterrupted
+one bit for bit (same device and thread count).
+"""
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class Method:
+    """What a clustering method adds to the shared loop. Subclasses set ``name`` and
+    ``defaults`` (every hyperparameter, ``epochs``, ``batch_size`` and ``lr`` included; an
+    ``epochs`` of None means the length of the method's schedule) and implement the hooks."""
+
+    name = None
+    defaults = {}
+
+    def __init__(self, input_shape, num_clusters, params=None):
+        unknown = set(params or {}) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
+                             f"known: {sorted(self.defaults)}")
+        self.params = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+        self.input_shape = tuple(input_shape)
+        self.num_clusters = int(num_clusters)
+        if self.num_clusters < 2:
+            raise ValueError(f"{self.name}: the number of clusters must be at least 2, got {num_clusters}")
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def build_optimizer(self, model):
+        return torch.optim.Adam(model.parameters(), lr=self.params["lr"])
+
+    def schedule_epochs(self):
+        """The number of epochs of the method's schedule (used when ``epochs`` is None)."""
+        raise NotImplementedError
+
+    def num_epochs(self):
+        epochs = self.params["epochs"]
+        return self.schedule_epochs() if epochs is None else int(epochs)
+
+    def epoch_settings(self, epoch):
+        """What the schedule sets for ``epoch`` (thresholds, phase), logged in the history."""
+        return {}
+
+    def loss(self, model, x, epoch, step, generator):
+        """The training loss of batch ``x`` and a dict of parts shown in the progress bar."""
+        raise NotImplementedError
+
+    def logits(self, model, x):
+        """The outputs whose argmax is the cluster label (model in eval mode, no grad)."""
+        return model(x)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _atomic_write(path, write):
+    """Write through a temporary file then rename, so an interrupt never leaves half a file."""
+    tmp = f"{path}.tmp"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+    _atomic_write(path, write)
+
+
+class Trainer:
+    """Trains ``method`` on the samples ``x`` (an (N, ...) float tensor), evaluating against
+    ``y`` (N labels, or None) after every epoch and checkpointing to ``out`` (or nowhere)."""
+
+    def __init__(self, method, x, y=None, *, out=None, device="cpu", seed=0, amp=False,
+                 progress=True, log=print, config=None):
+        self.method = method
+        self.x = x
+        self.y = None if y is None else np.asarray(y)
+        self.out = out
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+        if amp and self.device.type != "cuda":
+            raise ValueError("amp (mixed precision) needs a CUDA device")
+        self.amp = amp
+        self.seed = int(seed)
+        self.progress = progress
+        self.log = log
+        self.config = config or {}
+        seed_everything(self.seed)
+        self.model = method.build_model().to(self.device)
+        self.optimizer = method.build_optimizer(self.model)
+        self.data_generator = torch.Generator().manual_seed(self.seed)
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        self.history = []
+        self.epoch = 0  # epochs completed
+        if out:
+            os.makedirs(out, exist_ok=True)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self):
+        rng = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state(),
+               "augment": self.augment_generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": rng, "history": self.history,
+                "config": self.config}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.data_generator.set_state(rng["data"])
+        self.augment_generator.set_state(rng["augment"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.history = list(state["history"])
+        self.epoch = int(state["epoch"])
+
+    def save_checkpoint(self):
+        _atomic_write(os.path.join(self.out, CHECKPOINT), lambda tmp: torch.save(self.state_dict(), tmp))
+
+    def resume(self, directory=None):
+        """Load the checkpoint in ``directory`` (default: ``out``); training continues after
+        its last completed epoch."""
+        path = os.path.join(directory or self.out, CHECKPOINT)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _batches(self):
+        """The index batches of one epoch: ``passes`` (a method parameter, default 1) shuffled
+        passes over the data, so a schedule step can train longer than one pass."""
+        n, size = len(self.x), int(self.method.params["batch_size"])
+        batches = []
+        for _ in range(int(self.method.params.get("passes", 1))):
+            order = torch.randperm(n, generator=self.data_generator)
+            # A short last batch is dropped (unless it is the only one): BN and the batch-level
+            # losses are noisy on a handful of samples.
+            batches += [order[i * size:(i + 1) * size] for i in range(max(1, n // size))]
+        return batches
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def train_epoch(self, epoch):
+        self.model.train()
+        batches = self._batches()
+        totals, count = {}, 0
+        bar = tqdm(batches, desc=f"{self.method.name} epoch {epoch + 1}/{self.num_epochs}",
+                   leave=False, disable=None if self.progress else True, dynamic_ncols=True)
+        for step, index in enumerate(bar):
+            x = self.x[index].to(self.device, non_blocking=True)
+            with self._autocast():
+                loss, parts = self.method.loss(self.model, x, epoch, step, self.augment_generator)
+            if not torch.isfinite(loss):
+                kept = (f"the checkpoint of epoch {self.epoch} in {self.out} is kept"
+                        if self.out and self.epoch else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"{self.method.name}: the loss became {loss.item()} at epoch {epoch + 1}, "
+                    f"step {step + 1}; training stopped and {kept}. Try a lower learning rate.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            values = {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+        bar.close()
+        return {k: v / count for k, v in totals.items()}
+
+    @torch.no_grad()
+    def predict_logits(self, x, batch_size=1024):
+        self.model.eval()
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            with self._autocast():
+                out = self.method.logits(self.model, x[start:start + batch_size].to(self.device))
+            outputs.append(out.float().cpu())
+        return torch.cat(outputs)
+
+    def predict(self, x=None):
+        """Cluster labels (argmax of the method's label outputs) of ``x`` (default: the
+        training samples), as an int64 numpy array."""
+        return self.predict_logits(self.x if x is None else x).argmax(dim=1).numpy()
+
+    def evaluate(self, assignments):
+        if self.y is None:
+            return {}
+        from ..metrics import evaluate
+        return {k: float(v) for k, v in evaluate(self.y, assignments).items()}
+
+    @property
+    def num_epochs(self):
+        return self.method.num_epochs()
+
+    def fit(self):
+        """Train from the current epoch to the last; returns the final assignments."""
+        for epoch in range(self.epoch, self.num_epochs):
+            started = time.perf_counter()
+            settings = self.method.epoch_settings(epoch)
+            means = self.train_epoch(epoch)
+            assignments = self.predict()
+            scores = self.evaluate(assignments)
+            entry = {"epoch": epoch + 1, **settings, **means, **scores,
+                     "clusters_used": int(len(np.unique(assignments))),
+                     "seconds": time.perf_counter() - started}
+            self.history.append(entry)
+            self.epoch = epoch + 1
+            if self.out:
+                self.save_checkpoint()
+                write_json(os.path.join(self.out, METRICS), {"history": self.history})
+            self.log(format_epoch(entry, self.num_epochs))
+        return self.predict()
+
+
+def format_epoch(entry, epochs):
+    shown = [f"epoch {entry['epoch']}/{epochs}", f"loss {entry['loss']:.4f}"]
+    shown += [f"{key} {entry[key]:.3f}" for key in ("u", "l") if key in entry]
+    shown += [f"{key.upper()} {entry[key]:.4f}" for key in ("acc", "nmi", "ari") if key in entry]
+    shown.append(f"{entry['seconds']:.1f}s")
+    return "  ".join(shown)

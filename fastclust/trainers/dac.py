@@ -1,0 +1,51 @@
+"""DAC, Deep Adaptive Image Clustering (Chang et al., ICCV 2017)."""
+import fastclust
+
+from ..augment import random_affine
+from ..nn import ClusterNet, make_trunk
+from .base import Method
+from .schedules import dac_epochs, dac_thresholds
+
+
+class DAC(Method):
+    """ALL-ConvNet-style network ending in k outputs, the restraint layer and the DAC loss
+    (inside :func:`fastclust.dac_loss`); Adaptive Learning moves u down and l up by
+    ``eta`` per epoch until they cross (51 epochs at eta = 0.009). Pairs are selected per
+    mini-batch from the network's current outputs, without gradient.
+
+    As DAC's own code trains on augmented batches, images are warped a little (``affine``:
+    rotation, shift, zoom by :func:`fastclust.augment.random_affine`), and each image enters
+    its batch ``views`` times, each copy warped on its own: a copy and its twin start out as a
+    confident positive pair, which teaches the network invariance to the warps. ``passes``
+    passes over the data make one epoch (one step of the schedule); DAC's code trains each
+    selection 5 times.
+    """
+
+    name = "dac"
+    defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "eta": 0.009,
+                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2, "passes": 1}
+
+    def build_model(self):
+        p = self.params
+        trunk = make_trunk(self.input_shape, widths=p["widths"], depth=p["depth"], hidden=p["hidden"])
+        return ClusterNet(trunk, self.num_clusters)
+
+    def schedule_epochs(self):
+        return dac_epochs(self.params["eta"])
+
+    def thresholds(self, epoch):
+        return dac_thresholds(epoch, self.params["eta"])
+
+    def pairwise_loss(self, feats, u, l):
+        return fastclust.dac_loss(feats, u, l, return_stats=True)
+
+    def epoch_settings(self, epoch):
+        u, l = self.thresholds(epoch)
+        return {"u": u, "l": l}
+
+    def loss(self, model, x, epoch, step, generator):
+        if self.params["affine"] and x.dim() == 4:
+            # Unwarped copies would be identical rows: views only count for warped images.
+            x = random_affine(x.repeat(int(self.params["views"]), 1, 1, 1), generator)
+        loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))
+        return loss, {"pos": n_pos, "neg": n_neg}

@@ -1,0 +1,33 @@
+"""DCSC, deep clustering by semantic contrastive learning."""
+import fastclust
+
+from ..nn import DCSCNet
+from .augmented import AUGMENT_DEFAULTS, AugmentedMethod
+
+
+class DCSC(AugmentedMethod):
+    """Backbone and four heads (:class:`fastclust.nn.DCSCNet`) on two random augmentations of
+    each image; loss ``L_FLC + L_CLC + L_SLC + lam L_CR`` through
+    :func:`fastclust.nt_xent_loss` (tau 0.2), :func:`fastclust.cluster_contrastive_loss`
+    (tau 1.0, its entropy term weighted by lam = 1 is L_CR) and
+    :func:`fastclust.semantic_contrastive_loss` (tau 1.0); Adam 3e-4. Labels: argmax of the
+    cluster projector."""
+
+    name = "dcsc"
+    defaults = {"epochs": 50, "batch_size": 256, "lr": 3e-4, "tau_feature": 0.2, "tau_cluster": 1.0,
+                "tau_semantic": 1.0, "lam": 1.0, "feature_dim": 128, **AUGMENT_DEFAULTS}
+
+    def build_model(self):
+        return DCSCNet(self.trunk(), self.num_clusters, int(self.params["feature_dim"]))
+
+    def loss(self, model, x, epoch, step, generator):
+        p = self.params
+        z_a, c_a, p_a, q_a = model(self.augment(x, generator))
+        z_b, c_b, p_b, q_b = model(self.augment(x, generator))
+        flc = fastclust.nt_xent_loss(z_a, z_b, tau=p["tau_feature"])
+        clc_cr = fastclust.cluster_contrastive_loss(c_a, c_b, tau=p["tau_cluster"], entropy_weight=p["lam"])
+        slc = fastclust.semantic_contrastive_loss(p_a, p_b, q_a, q_b, tau=p["tau_semantic"])
+        return flc + clc_cr + slc, {"flc": flc.detach(), "clc": clc_cr.detach(), "slc": slc.detach()}
+
+    def logits(self, model, x):
+        return model(x)[1]

@@ -1,0 +1,24 @@
+"""DSEC, Deep Self-Evolution Clustering (Chang et al., TPAMI 2020)."""
+import fastclust
+
+from .dac import DAC
+from .schedules import sect_thresholds
+
+
+class DSEC(DAC):
+    """DAC's networks (an MLP for feature vectors) with the constraint layer C_p and DSEC's
+    squared-error pairwise loss (inside :func:`fastclust.dsec_loss`), under the self-evolution
+    schedule SECT: ``u = 0.99``, ``l = 0.8`` moving by ``(u - l) / (2 e)`` per epoch, e = 50."""
+
+    name = "dsec"
+    defaults = {**{k: v for k, v in DAC.defaults.items() if k != "eta"}, "p": 2.0, "u": 0.99, "l": 0.8, "e": 50}
+
+    def schedule_epochs(self):
+        return int(self.params["e"])
+
+    def thresholds(self, epoch):
+        p = self.params
+        return sect_thresholds(epoch, p["u"], p["l"], p["e"])
+
+    def pairwise_loss(self, feats, u, l):
+        return fastclust.dsec_loss(feats, u, l, p=self.params["p"], return_stats=True)

@@ -1,0 +1,35 @@
+"""PICA, deep semantic clustering by Partition Confidence mAximisation (Huang et al., CVPR 2020)."""
+import fastclust
+import torch.nn.functional as F
+
+from ..nn import MultiHeadNet, mlp
+from .augmented import AUGMENT_DEFAULTS, AugmentedMethod
+
+
+class PICA(AugmentedMethod):
+    """ResNet trunk with a 3x3 stem (optionally on Sobel-filtered input) and two heads: the
+    main head (k clusters) and an over-clustering head (``overcluster``, 70 by default),
+    trained alternately, one per step. Each sample is repeated ``repeats`` times against
+    independently perturbed copies; :func:`fastclust.pica_loss` with ``lam`` = 2; Adam 1e-4.
+    Labels: argmax of the main head."""
+
+    name = "pica"
+    defaults = {"epochs": 50, "batch_size": 256, "lr": 1e-4, "lam": 2.0, "overcluster": 70,
+                "repeats": 3, **AUGMENT_DEFAULTS}
+
+    def build_model(self):
+        trunk = self.trunk()
+        return MultiHeadNet(trunk, {"main": mlp((trunk.out_dim, self.num_clusters)),
+                                    "over": mlp((trunk.out_dim, int(self.params["overcluster"])))})
+
+    def loss(self, model, x, epoch, step, generator):
+        head = ("over", "main")[step % 2]
+        repeats = int(self.params["repeats"])
+        p1 = F.softmax(model(x, [head])[head], dim=1).repeat(repeats, 1)
+        perturbed = self.augment(x.repeat(repeats, *([1] * (x.dim() - 1))), generator)
+        p2 = F.softmax(model(perturbed, [head])[head], dim=1)
+        loss, cross_entropy, entropy = fastclust.pica_loss(p1, p2, lam=self.params["lam"], return_parts=True)
+        return loss, {"ce": cross_entropy.detach(), "ent": entropy.detach()}
+
+    def logits(self, model, x):
+        return model(x, ["main"])["main"]

@@ -1,0 +1,62 @@
+"""The fastclust command line, end to end on digits through a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fastclust(*args, check=True):
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "fastclust", *map(str, args)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_train_resume_and_predict_on_digits(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress", "--threads", "1"]
+    result = fastclust("train", "dac", "--data", "digits", "--epochs", "2", "--out", out, *tiny)
+    assert "epoch 2/2" in result.stdout and "final" in result.stdout and "ACC" in result.stdout
+    for name in ("assignments.npy", "assignments.csv", "metrics.json", "model.pt", "config.json",
+                 "checkpoint.pt"):
+        assert (out / name).exists(), name
+    assignments = np.load(out / "assignments.npy")
+    assert assignments.shape == (1797,)
+    csv = (out / "assignments.csv").read_text().splitlines()
+    assert csv[0] == "index,cluster,label" and len(csv) == 1798
+    assert int(csv[5].split(",")[1]) == assignments[4]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and set(metrics["final"]) == {"acc", "nmi", "ari"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "dac" and config["clusters"] == 10 and config["params"]["widths"] == [8, 16]
+    pytest.importorskip("matplotlib")
+    assert (out / "confusion.png").exists()
+
+    # Resume with one more epoch: epochs 1-2 come from the checkpoint.
+    result = fastclust("train", "--resume", out, "--epochs", "3", "--no-progress")
+    assert "after epoch 2 of 3" in result.stdout and "epoch 3/3" in result.stdout
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 3
+    changed = fastclust("train", "--resume", out, "--lr", "0.5", check=False)
+    assert changed.returncode != 0 and "lr" in changed.stderr
+
+    predicted = tmp_path / "predicted"
+    result = fastclust("predict", "--model", out, "--data", "digits", "--out", predicted)
+    assert "ACC" in result.stdout
+    np.testing.assert_array_equal(np.load(predicted / "assignments.npy"), np.load(out / "assignments.npy"))
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    result = fastclust("train", "dac", "--data", tmp_path / "missing.npy", "--out", tmp_path / "o", check=False)
+    assert result.returncode != 0 and "missing.npy" in result.stderr
+    result = fastclust("predict", "--model", tmp_path, "--data", "digits", check=False)
+    assert result.returncode != 0 and "no trained model" in result.stderr
+    result = fastclust("train", "dac", "--data", "digits", "--set", "nonsense=1", "--out", tmp_path / "o",
+                       check=False)
+    assert result.returncode != 0 and "nonsense" in result.stderr

@@ -1,0 +1,184 @@
+"""Trainers: loss goes down, schedules follow the papers' formulas, exact resume, non-finite stop."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fastclust.augment import Augment, random_affine
+from fastclust.data import load_dataset
+from fastclust.trainers import METHODS, NonFiniteLossError, Trainer
+from fastclust.trainers.base import CHECKPOINT
+from fastclust.trainers.schedules import (aedac_epochs, aedac_thresholds, dac_epochs, dac_thresholds,
+                                          sect_thresholds)
+
+# Small networks so that every method trains in seconds on 2 cores.
+TINY = {"dac": {"widths": (8, 16), "depth": 1},
+        "dsec": {"widths": (8, 16), "depth": 1},
+        "aedac": {"pretrain_epochs": 1},
+        "pica": {"widths": (8, 16), "overcluster": 20, "batch_size": 64},
+        "dcsc": {"widths": (8, 16), "feature_dim": 32, "batch_size": 64}}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_dataset("digits")
+    return data.x[:128], data.y[:128]
+
+
+def make_trainer(name, x, y=None, tmp_path=None, seed=0, **params):
+    method = METHODS[name](tuple(x.shape[1:]), 10, {"batch_size": 64, **TINY[name], **params})
+    return Trainer(method, x, y, out=tmp_path, seed=seed, progress=False, log=lambda _: None)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_loss_goes_down_on_a_fixed_batch(name, digits):
+    x, _ = digits
+    trainer = make_trainer(name, x[:64], lr=1e-2)
+    epoch = 1 if name == "aedac" else 0  # aedac: past pretraining, reconstruction + DAC
+    losses = []
+    for step in range(10):
+        # Same augmentation draw every step: the batch is fixed, only the weights move.
+        generator = torch.Generator().manual_seed(5)
+        trainer.model.train()
+        loss, parts = trainer.method.loss(trainer.model, x[:64], epoch, step % 2 * 2, generator)
+        assert torch.isfinite(loss) and all(np.isfinite(float(v)) for v in parts.values())
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.97 * np.mean(losses[:3]), losses
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_one_epoch_end_to_end(name, digits, tmp_path):
+    x, y = digits
+    trainer = make_trainer(name, x, y, tmp_path, epochs=2)
+    assignments = trainer.fit()
+    assert assignments.shape == (128,) and assignments.dtype == np.int64
+    assert 0 <= assignments.min() and assignments.max() < 10
+    history = json.load(open(tmp_path / "metrics.json"))["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"loss", "acc", "nmi", "ari"} <= set(history[-1])
+    assert os.path.exists(tmp_path / CHECKPOINT)
+
+
+# (thresholds, epochs, eta, l0, epochs of the schedule): DAC's l > u first at lambda > 0.45
+# (epochs 0..50 run); AE+DAC's at xi > 0.409 (epoch 82, xi = 0.41, is the first past it).
+@pytest.mark.parametrize("thresholds,epochs,eta,l0,expected", [
+    (dac_thresholds, dac_epochs, 0.009, 0.455, 51), (aedac_thresholds, aedac_epochs, 0.005, 0.5, 82)])
+def test_adaptive_schedules_step_by_step(thresholds, epochs, eta, l0, expected):
+    for epoch in range(90):
+        lam = eta * epoch
+        assert thresholds(epoch) == pytest.approx((0.95 - lam, l0 + 0.1 * lam))
+    assert epochs() == expected
+    u, l = thresholds(expected - 1)
+    assert l <= u + 1e-12
+    u, l = thresholds(expected)
+    assert l > u
+
+
+def test_aedac_pretrains_then_follows_its_schedule():
+    method = METHODS["aedac"]((1, 8, 8), 10, {"pretrain_epochs": 3})
+    assert method.num_epochs() == 3 + 82
+    assert method.epoch_settings(2) == {"phase": "pretrain"}
+    assert method.epoch_settings(3) == pytest.approx({"u": 0.95, "l": 0.5})
+
+
+def test_sect_schedule_step_by_step():
+    u, l, eta = 0.99, 0.8, (0.99 - 0.8) / 100
+    for epoch in range(51):
+        assert sect_thresholds(epoch) == pytest.approx((u, l))
+        u, l = u - eta, l + eta
+    assert sect_thresholds(50) == pytest.approx((0.895, 0.895))
+    method = METHODS["dsec"]((1, 8, 8), 10, {"e": 20})
+    assert method.num_epochs() == 20
+    assert method.epoch_settings(10) == pytest.approx({"u": 0.99 - 10 * 0.19 / 40, "l": 0.8 + 10 * 0.19 / 40})
+
+
+@pytest.mark.parametrize("name", ["dac", "pica"])
+def test_resume_equals_uninterrupted(name, digits, tmp_path, monkeypatch):
+    x, y = digits
+    straight = make_trainer(name, x, y, tmp_path / "straight", epochs=3)
+    expected = straight.fit()
+
+    interrupted = make_trainer(name, x, y, tmp_path / "cut", epochs=3)
+    real_loss = interrupted.method.loss
+
+    def interrupt_in_epoch_3(model, batch, epoch, step, generator):
+        if epoch == 2 and step == 1:
+            raise KeyboardInterrupt
+        return real_loss(model, batch, epoch, step, generator)
+
+    monkeypatch.setattr(interrupted.method, "loss", interrupt_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+    resumed = make_trainer(name, x, y, tmp_path / "cut", epochs=3, seed=0)
+    resumed.resume()
+    assert resumed.epoch == 2
+    np.testing.assert_array_equal(resumed.fit(), expected)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):
+    x, y = digits
+    trainer = make_trainer("dac", x, y, tmp_path, epochs=3)
+    real_loss = trainer.method.loss
+
+    def nan_in_epoch_2(model, batch, epoch, step, generator):
+        loss, parts = real_loss(model, batch, epoch, step, generator)
+        return (loss * float("nan") if epoch == 1 else loss), parts
+
+    monkeypatch.setattr(trainer.method, "loss", nan_in_epoch_2)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 1.*epoch 1"):
+        trainer.fit()
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(ValueError, match="unknown parameter.*'tau'"):
+        METHODS["dac"]((1, 8, 8), 10, {"tau": 0.5})
+
+
+def test_feature_vectors_train_dsec_with_an_mlp(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 20, generator=g) * 4
+    y = np.repeat(np.arange(3), 40)
+    x = centers[y] + torch.randn(120, 20, generator=g)
+    method = METHODS["dsec"]((20,), 3, {"epochs": 2, "batch_size": 60, "hidden": (32, 16)})
+    trainer = Trainer(method, x, y, progress=False, log=lambda _: None)
+    assert trainer.fit().shape == (120,)
+    with pytest.raises(ValueError, match="use dsec for feature vectors"):
+        METHODS["pica"]((20,), 3)
+
+
+def test_augmentations_are_seeded_and_keep_range(digits):
+    x = torch.rand(16, 3, 12, 12)
+    augment = Augment(crop_scale=(0.3, 1.0), flip_p=0.5, blur_p=0.5)
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    c = augment(x, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    # The identity affine warp (no rotation, shift or zoom) returns the images.
+    same = random_affine(digits[0][:4], torch.Generator(), degrees=0, translate=0, scale=(1, 1))
+    torch.testing.assert_close(same, digits[0][:4], atol=1e-5, rtol=0)
+
+
+def test_batches_cover_the_data_once_per_pass(digits):
+    x, _ = digits
+    trainer = make_trainer("dac", x[:100], passes=2, batch_size=32)
+    batches = trainer._batches()
+    # 100 = 3 x 32 + 4: the short last batch of each pass is dropped.
+    assert len(batches) == 6 and all(len(b) == 32 for b in batches)
+    for first in (0, 3):
+        seen = torch.cat(batches[first:first + 3])
+        assert len(torch.unique(seen)) == 96
+    assert not torch.equal(torch.cat(batches[:3]), torch.cat(batches[3:]))
