@@ -12,11 +12,12 @@ class AEDAC(Method):
     code. The first ``pretrain_epochs`` epochs train the reconstruction loss (mean squared
     error) alone; then ``alpha * L_rec + beta * L_dac`` with ``u(xi) = 0.95 - xi``,
     ``l(xi) = 0.5 + 0.1 xi``, xi rising by ``eta`` per epoch until l > u (82 epochs at
-    eta = 0.005). Adam 1e-4, batch 128."""
+    eta = 0.005). Adam 1e-4, batch 128. The paper does not fix the pretraining length; on
+    digits 50 epochs gave ACC 0.66 where 10 gave 0.50 (seed 0)."""
 
     name = "aedac"
     defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "eta": 0.005, "alpha": 0.5,
-                "beta": 0.3, "pretrain_epochs": 10, "channels": (8, 16, 32, 64), "head_hidden": 64}
+                "beta": 0.3, "pretrain_epochs": 50, "channels": (8, 16, 32, 64), "head_hidden": 64}
 
     def build_model(self):
         if len(self.input_shape) != 3:
