@@ -4,6 +4,10 @@ Each rank passes its local rows; the ops pair them with the rows gathered from e
 (a rectangular block: local rows x global columns, never a global n x n tensor), and every rank
 gets the loss of the concatenated batch.
 
+The column-statistics losses (``pica_loss``, ``cluster_contrastive_loss``, ``asv_similarity``)
+need no gathered features: their statistics (Gram matrix, column norms and sums) are sums over
+rows, so each rank all-reduces its partial statistics and evaluates the loss on the totals.
+
 Gradient convention: the gradient a rank receives for its own rows is ``world_size`` times the
 single-process gradient of those rows. DistributedDataParallel averages parameter gradients
 over the ranks, so after its all-reduce every rank holds exactly the single-process gradient of
@@ -47,3 +51,29 @@ def all_reduce_sum(t, group):
     t = t.clone()
     dist.all_reduce(t, group=group)
     return t
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """The elementwise sum of each tensor over the ranks, in one all-reduce.
+
+    Backward needs no communication: every rank evaluates the loss on the same totals, so each
+    holds the same gradient w.r.t. them, which is the gradient w.r.t. its own partial sums;
+    it is scaled by ``world_size`` for the convention above.
+    """
+
+    @staticmethod
+    def forward(ctx, group, *tensors):
+        ctx.world = world_size(group)
+        flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors]), group)
+        return tuple(part.view_as(t) for part, t in
+                     zip(flat.split([t.numel() for t in tensors]), tensors))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None, *(None if g is None else g * ctx.world for g in grads))
+
+
+def sum_over_ranks(tensors, group):
+    """Differentiable sums of same-dtype tensors over the ranks of ``group`` (see
+    :class:`_SumOverRanks` for the gradient)."""
+    return _SumOverRanks.apply(group, *tensors)

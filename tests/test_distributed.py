@@ -63,6 +63,49 @@ def test_global_batch_equals_single_process(tmp_path):
                                            rtol=1e-10, atol=1e-13)
 
 
+COLUMN_LOSSES = {"pica": (fastclust.pica_loss, reference.pica_loss, {"lam": 2.0}),
+                 "cluster": (fastclust.cluster_contrastive_loss, reference.cluster_contrastive_loss,
+                             {"tau": 0.5}),
+                 "asv": (fastclust.asv_similarity, reference.asv_similarity, {})}
+
+
+def full_views():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(sum(SIZES), K, generator=g, dtype=torch.float64).softmax(1) for _ in range(2)]
+
+
+def _column_worker(rank, init_file, out_dir):
+    _init(rank, init_file, 60)
+    start = sum(SIZES[:rank])
+    results = {}
+    for name, (fn, _, kwargs) in COLUMN_LOSSES.items():
+        views = [v[start:start + SIZES[rank]].requires_grad_() for v in full_views()]
+        out = fn(*views, global_batch=True, **kwargs)
+        # A fixed random weighting makes asv's (k, k) output a scalar with a non-trivial gradient.
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+        grads = torch.autograd.grad((out * weights).sum(), views)
+        results[name] = (out.detach(), grads)
+    torch.save(results, os.path.join(out_dir, f"columns{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_column_losses_over_the_global_batch(tmp_path):
+    mp.spawn(_column_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
+    per_rank = [torch.load(tmp_path / f"columns{r}.pt") for r in range(WORLD)]
+    for name, (_, ref, kwargs) in COLUMN_LOSSES.items():
+        views = [v.requires_grad_() for v in full_views()]
+        out = ref(*views, **kwargs)
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+        grads = torch.autograd.grad((out * weights).sum(), views)
+        for rank, (got, got_grads) in enumerate(per_rank[r][name] for r in range(WORLD)):
+            torch.testing.assert_close(got, out.detach(), rtol=1e-12, atol=1e-14)
+            start = sum(SIZES[:rank])
+            for got_grad, grad in zip(got_grads, grads):
+                # world_size x the single-process gradient: DDP's average gives the latter.
+                torch.testing.assert_close(got_grad / WORLD, grad[start:start + SIZES[rank]],
+                                           rtol=1e-10, atol=1e-13)
+
+
 def _dead_peer_worker(rank, init_file, out_dir):
     _init(rank, init_file, 5)
     if rank == 1:
@@ -91,3 +134,5 @@ def test_dead_rank_raises_instead_of_hanging(tmp_path):
 def test_global_batch_without_init_is_a_clear_error():
     with pytest.raises(RuntimeError, match="need torch.distributed to be initialised"):
         fastclust.dac_loss(torch.randn(4, 3), U, L, global_batch=True)
+    with pytest.raises(RuntimeError, match="need torch.distributed to be initialised"):
+        fastclust.pica_loss(torch.rand(4, 3), torch.rand(4, 3), global_batch=True)

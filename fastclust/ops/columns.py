@@ -9,6 +9,7 @@ separate ops so that a global-batch version can all-reduce the statistics in bet
 """
 import torch
 
+from .. import distributed
 from ._autograd import OPS, acc_dtype, scalar
 
 PICA = 0
@@ -78,14 +79,22 @@ torch.library.register_autograd("fastclust::column_loss_from_stats", _loss_backw
                                 setup_context=_loss_setup)
 
 
-def _column_loss(a, b, kind, tau, weight, return_parts):
-    gram, sq_norms, sums = OPS.column_stats(a, b, kind == CLUSTER_CONTRASTIVE)
+def _statistics(a, b, full_gram, group, global_batch):
+    """The column statistics of this process's rows, or of the global batch when a group is
+    given or global_batch=True (partial statistics all-reduced; see fastclust.distributed)."""
+    stats = OPS.column_stats(a, b, full_gram)
+    group = distributed.resolve_group(group, global_batch)
+    return stats if group is None else distributed.sum_over_ranks(stats, group)
+
+
+def _column_loss(a, b, kind, tau, weight, return_parts, group, global_batch):
+    gram, sq_norms, sums = _statistics(a, b, kind == CLUSTER_CONTRASTIVE, group, global_batch)
     loss, cross_entropy, entropy_term, *_ = OPS.column_loss_from_stats(gram, sq_norms, sums, kind,
                                                                        tau, weight)
     return (loss, cross_entropy, entropy_term) if return_parts else loss
 
 
-def asv_similarity(p1, p2):
+def asv_similarity(p1, p2, *, group=None, global_batch=False):
     """PICA's ASV similarity (Eq. 5-8): ``M[a, b] = cos(p1[:, a], p2[:, b])``, a ``(k, k)`` matrix.
 
     ``p1, p2`` are ``(n, k)`` cluster-assignment matrices of two views of the same n samples.
@@ -93,14 +102,19 @@ def asv_similarity(p1, p2):
     with every column (and ``F.normalize``'s finite gradient). The ``(k, k)`` cosines are
     formed from the fused statistics with a few elementwise ATen ops. float64 for float64 input,
     float32 otherwise.
+
+    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
+    the views hold this rank's rows, their partial column statistics are all-reduced, and the
+    result is that of the concatenated batch on every rank (gradient convention:
+    :mod:`fastclust.distributed`).
     """
-    gram, sq_norms, _ = OPS.column_stats(p1, p2, False)
+    gram, sq_norms, _ = _statistics(p1, p2, False, group, global_batch)
     k = gram.shape[0]
     inv_norms = sq_norms.clamp_min(_SQ_NORM_FLOOR).rsqrt()
     return gram * inv_norms[:k, None] * inv_norms[None, k:]
 
 
-def pica_loss(p1, p2, *, lam=2.0, return_parts=False):
+def pica_loss(p1, p2, *, lam=2.0, return_parts=False, group=None, global_batch=False):
     """The PICA loss (Eq. 9-12) of two ``(n, k)`` views, k >= 2.
 
     ``cross_entropy``: the mean over the k rows of ``M = asv_similarity(p1, p2)`` of the
@@ -114,11 +128,17 @@ def pica_loss(p1, p2, *, lam=2.0, return_parts=False):
     images; PICA's repetition of each sample is the caller's tiling of ``p1``. A negative
     column sum makes the entropy NaN. Gradients flow to both views; float64 for float64 input,
     float32 otherwise.
+
+    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
+    the views hold this rank's rows, their partial column statistics are all-reduced, and the
+    result is that of the concatenated batch on every rank (gradient convention:
+    :mod:`fastclust.distributed`).
     """
-    return _column_loss(p1, p2, PICA, 1.0, scalar(lam, "lam"), return_parts)
+    return _column_loss(p1, p2, PICA, 1.0, scalar(lam, "lam"), return_parts, group, global_batch)
 
 
-def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_parts=False):
+def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_parts=False,
+                             group=None, global_batch=False):
     """The cluster-level contrastive loss of CC / DCSC (Eq. 3.3) plus its clustering
     regulariser (Eq. 3.6, written as CC does), of two ``(n, k)`` views, k >= 2.
 
@@ -129,6 +149,11 @@ def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_pa
     column sums normalised to sum 1, ``0 log 0 = 0`` as in :func:`pica_loss`. Returns
     ``cross_entropy + entropy_weight * entropy_term``, or ``(loss, cross_entropy, entropy_term)``
     with ``return_parts=True``.
+
+    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
+    the views hold this rank's rows, their partial column statistics are all-reduced, and the
+    result is that of the concatenated batch on every rank (gradient convention:
+    :mod:`fastclust.distributed`).
     """
     return _column_loss(c_a, c_b, CLUSTER_CONTRASTIVE, scalar(tau, "tau"),
-                        scalar(entropy_weight, "entropy_weight"), return_parts)
+                        scalar(entropy_weight, "entropy_weight"), return_parts, group, global_batch)
