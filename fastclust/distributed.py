@@ -31,9 +31,9 @@ def world_size(group):
     return dist.get_world_size(group)
 
 
-def gather_rows(x, group):
-    """The rows of ``x`` from every rank, concatenated in rank order; local row counts may
-    differ between ranks. Not differentiable (the callers' backward handles the columns)."""
+def _gather(x, group):
+    """The rows of ``x`` from every rank, concatenated in rank order, and each rank's row count;
+    local row counts may differ between ranks."""
     count = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
     counts = [torch.empty_like(count) for _ in range(world_size(group))]
     dist.all_gather(counts, count, group=group)
@@ -43,7 +43,42 @@ def gather_rows(x, group):
     padded[: x.shape[0]] = x
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded, group=group)
-    return torch.cat([part[:c] for part, c in zip(parts, counts)])
+    return torch.cat([part[:c] for part, c in zip(parts, counts)]), counts
+
+
+def gather_rows(x, group):
+    """The rows of ``x`` from every rank, concatenated in rank order. Not differentiable (the
+    pairwise loss's backward handles the columns itself)."""
+    return _gather(x, group)[0]
+
+
+class _GatherRows(torch.autograd.Function):
+    """gather_rows with a gradient: each rank's gradient w.r.t. the gathered rows is summed
+    over the ranks (one all-reduce) and every rank keeps the slice of its own rows. With the
+    losses' world_size-scaled upstream gradient (see _SumOverRanks) this is the convention
+    above. Also returns the global index of this rank's first row (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        rows, counts = _gather(x, group)
+        ctx.group = group
+        ctx.first = sum(counts[:dist.get_rank(group)])
+        ctx.count = x.shape[0]
+        first = torch.tensor(ctx.first)
+        ctx.mark_non_differentiable(first)
+        return rows, first
+
+    @staticmethod
+    def backward(ctx, grad, _grad_first):
+        total = all_reduce_sum(grad.contiguous(), ctx.group)
+        return total[ctx.first:ctx.first + ctx.count], None
+
+
+def gather_rows_differentiable(x, group):
+    """The rows of ``x`` from every rank in rank order, and the global index (an int) of this
+    rank's first row; gradients reach the rank that produced each row."""
+    rows, first = _GatherRows.apply(x, group)
+    return rows, int(first)
 
 
 def all_reduce_sum(t, group):

@@ -5,6 +5,7 @@ recomputed in backward): O(n d) memory, no n x n tensor.
 """
 import torch
 
+from .. import distributed
 from ._autograd import OPS, acc_dtype, scalar
 
 _NO_SELF = -1
@@ -104,7 +105,7 @@ def row_logsumexp(queries, keys, tau=1.0, self_offset=None):
     return OPS.row_logsumexp(queries, keys, scalar(tau, "tau"), offset)
 
 
-def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True):
+def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_batch=False):
     """NT-Xent, the feature-level contrastive loss of DCSC (Eq. 3.1-3.2), SimCLR and CC.
 
     The 2n rows of ``[z_a; z_b]`` (two ``(n, d)`` views) are L2-normalised and compared by
@@ -115,13 +116,31 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True):
     positive and the loss is 0. A zero row normalises to the zero vector (its similarities are
     0) and, as with ``torch.nn.functional.normalize``, its gradient is scaled by 1 / 1e-12.
     Float32 for float16/bfloat16 input; O(n d) memory forward and backward.
+
+    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
+    the views hold this rank's rows; every row's denominator runs over the rows of both views
+    gathered from all ranks (local rows x global keys, never a global n x n tensor), and every
+    rank gets the loss of the concatenated batch (gradient convention:
+    :mod:`fastclust.distributed`).
     """
     _check_views(("z_a", z_a), ("z_b", z_b))
     tau = scalar(tau, "tau")
     n = z_a.shape[0]
     z = OPS.normalize_rows(torch.cat([z_a, z_b]))
-    lse = OPS.row_logsumexp(z, z, tau, 0 if exclude_self else _NO_SELF)
-    return (lse.sum() - 2 * _row_dots(z[:n], z[n:]).sum() / tau) / (2 * n)
+    group = distributed.resolve_group(group, global_batch)
+    if group is None:
+        lse = OPS.row_logsumexp(z, z, tau, 0 if exclude_self else _NO_SELF)
+        return (lse.sum() - 2 * _row_dots(z[:n], z[n:]).sum() / tau) / (2 * n)
+    keys_a, first = distributed.gather_rows_differentiable(z[:n], group)
+    keys_b, _ = distributed.gather_rows_differentiable(z[n:], group)
+    total = keys_a.shape[0]
+    keys = torch.cat([keys_a, keys_b])
+    # Row i of view a is global row first + i, its twin in view b global row total + first + i.
+    lse_a = OPS.row_logsumexp(z[:n], keys, tau, first if exclude_self else _NO_SELF)
+    lse_b = OPS.row_logsumexp(z[n:], keys, tau, total + first if exclude_self else _NO_SELF)
+    local = lse_a.sum() + lse_b.sum() - 2 * _row_dots(z[:n], z[n:]).sum() / tau
+    (summed,) = distributed.sum_over_ranks([local], group)
+    return summed / (2 * total)
 
 
 def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
