@@ -106,27 +106,39 @@ def test_column_losses_over_the_global_batch(tmp_path):
                                            rtol=1e-10, atol=1e-13)
 
 
-def _nt_xent_worker(rank, init_file, out_dir):
+# name: (fused, reference, number of (n, d) views, keyword arguments)
+LSE_LOSSES = {"nt_xent": (fastclust.nt_xent_loss, reference.nt_xent_loss, 2, {"tau": 0.3}),
+              "nt_xent_with_self": (fastclust.nt_xent_loss, reference.nt_xent_loss, 2,
+                                    {"tau": 0.3, "exclude_self": False}),
+              "semantic": (fastclust.semantic_contrastive_loss, reference.semantic_contrastive_loss,
+                           4, {"tau": 0.7})}
+
+
+def lse_views(count):
+    return full_views() + [v.flip(1) for v in full_views()][:count - 2]
+
+
+def _lse_worker(rank, init_file, out_dir):
     _init(rank, init_file, 60)
     start = sum(SIZES[:rank])
     results = {}
-    for exclude_self in (True, False):
-        views = [v[start:start + SIZES[rank]].requires_grad_() for v in full_views()]
-        loss = fastclust.nt_xent_loss(*views, tau=0.3, exclude_self=exclude_self, global_batch=True)
-        results[exclude_self] = (loss.detach(), torch.autograd.grad(loss, views))
-    torch.save(results, os.path.join(out_dir, f"ntxent{rank}.pt"))
+    for name, (fn, _, count, kwargs) in LSE_LOSSES.items():
+        views = [v[start:start + SIZES[rank]].requires_grad_() for v in lse_views(count)]
+        loss = fn(*views, global_batch=True, **kwargs)
+        results[name] = (loss.detach(), torch.autograd.grad(loss, views))
+    torch.save(results, os.path.join(out_dir, f"lse{rank}.pt"))
     dist.destroy_process_group()
 
 
-def test_nt_xent_over_the_global_batch(tmp_path):
-    mp.spawn(_nt_xent_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
-    per_rank = [torch.load(tmp_path / f"ntxent{r}.pt") for r in range(WORLD)]
-    for exclude_self in (True, False):
-        views = [v.requires_grad_() for v in full_views()]
-        loss = reference.nt_xent_loss(*views, tau=0.3, exclude_self=exclude_self)
+def test_contrastive_losses_over_the_global_batch(tmp_path):
+    mp.spawn(_lse_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
+    per_rank = [torch.load(tmp_path / f"lse{r}.pt") for r in range(WORLD)]
+    for name, (_, ref, count, kwargs) in LSE_LOSSES.items():
+        views = [v.requires_grad_() for v in lse_views(count)]
+        loss = ref(*views, **kwargs)
         grads = torch.autograd.grad(loss, views)
         for rank, results in enumerate(per_rank):
-            got, got_grads = results[exclude_self]
+            got, got_grads = results[name]
             torch.testing.assert_close(got, loss.detach(), rtol=1e-12, atol=1e-14)
             start = sum(SIZES[:rank])
             for got_grad, grad in zip(got_grads, grads):

@@ -143,7 +143,7 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_bat
     return summed / (2 * total)
 
 
-def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
+def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0, group=None, global_batch=False):
     """Semantic contrastive loss of DCSC (Eq. 3.4-3.5).
 
     ``p_a, p_b``: the predictor branch's outputs for the two views, ``q_a, q_b``: the
@@ -156,6 +156,9 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
     ``sl_i^b`` the same with a and b swapped; the loss is ``(1/2n) sum_i (sl_i^a + sl_i^b)``.
     Each denominator is the log-sum-exp of two fused row-wise log-sum-exps (p^a against q^a,
     q^b against p^a), combined stably. Zero rows as in :func:`nt_xent_loss`.
+
+    ``group`` / ``global_batch=True``: as for :func:`nt_xent_loss`; both sums over j run over
+    the rows gathered from every rank.
     """
     _check_views(("p_a", p_a), ("p_b", p_b), ("q_a", q_a), ("q_b", q_b))
     tau = scalar(tau, "tau")
@@ -163,10 +166,20 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0):
     p = OPS.normalize_rows(torch.cat([p_a, p_b]))
     q = OPS.normalize_rows(torch.cat([q_a, q_b]))
     pa, pb, qa, qb = p[:n], p[n:], q[:n], q[n:]
+    group = distributed.resolve_group(group, global_batch)
+
+    def keys(x):
+        """The rows each local row is compared with: the local ones, or those of every rank."""
+        return x if group is None else distributed.gather_rows_differentiable(x, group)[0]
 
     def side(p_x, q_x, q_y):
-        denominator = torch.logaddexp(OPS.row_logsumexp(p_x, q_x, tau, _NO_SELF),
-                                      OPS.row_logsumexp(q_y, p_x, tau, _NO_SELF))
+        denominator = torch.logaddexp(OPS.row_logsumexp(p_x, keys(q_x), tau, _NO_SELF),
+                                      OPS.row_logsumexp(q_y, keys(p_x), tau, _NO_SELF))
         return denominator.sum() - _row_dots(p_x, q_y).sum() / tau
 
-    return (side(pa, qa, qb) + side(pb, qb, qa)) / (2 * n)
+    local = side(pa, qa, qb) + side(pb, qb, qa)
+    if group is None:
+        return local / (2 * n)
+    (summed,) = distributed.sum_over_ranks([local], group)
+    total = sum(distributed.gather_row_counts(n, p.device, group))
+    return summed / (2 * total)
