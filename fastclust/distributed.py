@@ -31,18 +31,13 @@ def world_size(group):
     return dist.get_world_size(group)
 
 
-def gather_row_counts(n, device, group):
-    """Every rank's local row count, in rank order."""
-    count = torch.tensor([n], device=device, dtype=torch.long)
-    counts = [torch.empty_like(count) for _ in range(world_size(group))]
-    dist.all_gather(counts, count, group=group)
-    return [int(c) for c in counts]
-
-
 def _gather(x, group):
     """The rows of ``x`` from every rank, concatenated in rank order, and each rank's row count;
     local row counts may differ between ranks."""
-    counts = gather_row_counts(x.shape[0], x.device, group)
+    count = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    counts = [torch.empty_like(count) for _ in range(world_size(group))]
+    dist.all_gather(counts, count, group=group)
+    counts = [int(c) for c in counts]
     # all_gather needs equal shapes: pad to the largest local batch, then cut the padding off.
     padded = x.new_zeros((max(counts), *x.shape[1:]))
     padded[: x.shape[0]] = x
@@ -104,7 +99,8 @@ class _SumOverRanks(torch.autograd.Function):
     @staticmethod
     def forward(ctx, group, *tensors):
         ctx.world = world_size(group)
-        flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors]), group)
+        flat = torch.cat([t.reshape(-1) for t in tensors])  # a fresh buffer: reduce in place
+        dist.all_reduce(flat, group=group)
         return tuple(part.view_as(t) for part, t in
                      zip(flat.split([t.numel() for t in tensors]), tensors))
 

@@ -131,10 +131,10 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_bat
     if group is None:
         lse = OPS.row_logsumexp(z, z, tau, 0 if exclude_self else _NO_SELF)
         return (lse.sum() - 2 * _row_dots(z[:n], z[n:]).sum() / tau) / (2 * n)
-    keys_a, first = distributed.gather_rows_differentiable(z[:n], group)
-    keys_b, _ = distributed.gather_rows_differentiable(z[n:], group)
-    total = keys_a.shape[0]
-    keys = torch.cat([keys_a, keys_b])
+    # One gather for both views: (n, 2d) side by side, split again after.
+    gathered, first = distributed.gather_rows_differentiable(torch.cat([z[:n], z[n:]], 1), group)
+    total = gathered.shape[0]
+    keys = torch.cat(gathered.chunk(2, dim=1))
     # Row i of view a is global row first + i, its twin in view b global row total + first + i.
     lse_a = OPS.row_logsumexp(z[:n], keys, tau, first if exclude_self else _NO_SELF)
     lse_b = OPS.row_logsumexp(z[n:], keys, tau, total + first if exclude_self else _NO_SELF)
@@ -167,19 +167,21 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0, group=None, global
     q = OPS.normalize_rows(torch.cat([q_a, q_b]))
     pa, pb, qa, qb = p[:n], p[n:], q[:n], q[n:]
     group = distributed.resolve_group(group, global_batch)
+    if group is None:
+        total, keys = n, (pa, pb, qa, qb)
+    else:
+        # The keys each local row is compared with: the rows of every rank, gathered in one
+        # call with the four views side by side.
+        gathered, _ = distributed.gather_rows_differentiable(torch.cat([pa, pb, qa, qb], 1), group)
+        total, keys = gathered.shape[0], gathered.chunk(4, dim=1)
+    keys_pa, keys_pb, keys_qa, keys_qb = keys
 
-    def keys(x):
-        """The rows each local row is compared with: the local ones, or those of every rank."""
-        return x if group is None else distributed.gather_rows_differentiable(x, group)[0]
-
-    def side(p_x, q_x, q_y):
-        denominator = torch.logaddexp(OPS.row_logsumexp(p_x, keys(q_x), tau, _NO_SELF),
-                                      OPS.row_logsumexp(q_y, keys(p_x), tau, _NO_SELF))
+    def side(p_x, q_y, keys_q_x, keys_p_x):
+        denominator = torch.logaddexp(OPS.row_logsumexp(p_x, keys_q_x, tau, _NO_SELF),
+                                      OPS.row_logsumexp(q_y, keys_p_x, tau, _NO_SELF))
         return denominator.sum() - _row_dots(p_x, q_y).sum() / tau
 
-    local = side(pa, qa, qb) + side(pb, qb, qa)
-    if group is None:
-        return local / (2 * n)
-    (summed,) = distributed.sum_over_ranks([local], group)
-    total = sum(distributed.gather_row_counts(n, p.device, group))
-    return summed / (2 * total)
+    local = side(pa, qb, keys_qa, keys_pa) + side(pb, qa, keys_qb, keys_pb)
+    if group is not None:
+        (local,) = distributed.sum_over_ranks([local], group)
+    return local / (2 * total)
