@@ -228,6 +228,7 @@ class Trainer:
 
     def fit(self):
         """Train from the current epoch to the last; returns the final assignments."""
+        assignments = None  # the last epoch's, already computed for its scores
         for epoch in range(self.epoch, self.num_epochs):
             started = time.perf_counter()
             settings = self.method.epoch_settings(epoch)
@@ -243,7 +244,7 @@ class Trainer:
                 self.save_checkpoint()
                 write_json(os.path.join(self.out, METRICS), {"history": self.history})
             self.log(format_epoch(entry, self.num_epochs))
-        return self.predict()
+        return self.predict() if assignments is None else assignments
 
 
 def format_epoch(entry, epochs):
