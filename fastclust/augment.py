@@ -1,8 +1,8 @@
 """Batched image augmentations in plain torch, on the device the batch lives on.
 
-Each transform draws its per-image parameters from a ``torch.Generator`` on the batch's device,
-so a seeded generator reproduces the same augmented batch; no torchvision needed. Images are
-``(N, C, H, W)`` float tensors in [0, 1].
+Each transform draws its per-image parameters from a ``torch.Generator`` on the batch's device
+(or a :class:`RowGenerator`), so a seeded generator reproduces the same augmented batch; no
+torchvision needed. Images are ``(N, C, H, W)`` float tensors in [0, 1].
 """
 import math
 from dataclasses import dataclass
@@ -13,13 +13,46 @@ import torch.nn.functional as F
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL and torchvision use
 
 
-def _uniform(n, low, high, generator, device):
-    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+class RowGenerator:
+    """A ``torch.Generator`` seen from this rank's rows of a batch split over ranks.
+
+    Every rank draws the numbers of the whole batch (``total`` rows, the same on every rank)
+    in the same order and keeps those of its ``rows`` (global row indices), so an image gets
+    the same augmentation however the batch is split: a run on N ranks draws what one process
+    draws for the concatenated batch. ``rows=None`` is the whole batch on one process.
+    """
+
+    def __init__(self, generator, rows=None, total=None):
+        self.generator, self.rows, self.total = generator, rows, total
+
+    def repeated(self, times):
+        """The view of a batch made of ``times`` stacked copies of this one (``x.repeat``)."""
+        if self.rows is None:
+            return self
+        rows = torch.cat([self.rows + copy * self.total for copy in range(times)])
+        return RowGenerator(self.generator, rows, self.total * times)
+
+
+def _rand(n, generator, device, *tail):
+    """``torch.rand(n, *tail)`` for the n images of a batch, from a generator or a RowGenerator."""
+    if isinstance(generator, RowGenerator):
+        if generator.rows is not None:
+            if n != len(generator.rows):
+                raise ValueError(f"a batch of {n} images was augmented with a RowGenerator for "
+                                 f"{len(generator.rows)} rows")
+            every_row = torch.rand(generator.total, *tail, generator=generator.generator, device=device)
+            return every_row[generator.rows.to(device)]
+        generator = generator.generator
+    return torch.rand(n, *tail, generator=generator, device=device)
+
+
+def _uniform(n, low, high, generator, device, *tail):
+    return _rand(n, generator, device, *tail) * (high - low) + low
 
 
 def _chosen(n, p, generator, device):
     """(n,) bool: which images a transform applied with probability p touches."""
-    return torch.rand(n, generator=generator, device=device) < p
+    return _rand(n, generator, device) < p
 
 
 def _per_image(mask):
@@ -37,8 +70,8 @@ def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)):
     # Crop width and height as fractions of the image side, clipped to the image.
     w = torch.sqrt(area * aspect).clamp(max=1.0)
     h = torch.sqrt(area / aspect).clamp(max=1.0)
-    cx = (torch.rand(n, generator=generator, device=device) * 2 - 1) * (1 - w)
-    cy = (torch.rand(n, generator=generator, device=device) * 2 - 1) * (1 - h)
+    cx = (_rand(n, generator, device) * 2 - 1) * (1 - w)
+    cy = (_rand(n, generator, device) * 2 - 1) * (1 - h)
     theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -52,7 +85,7 @@ def random_affine(x, generator, degrees=10.0, translate=0.1, scale=(0.95, 1.05))
     n, device = x.shape[0], x.device
     angle = _uniform(n, -degrees, degrees, generator, device) * (math.pi / 180)
     zoom = _uniform(n, *scale, generator, device)
-    shift = _uniform(2 * n, -2 * translate, 2 * translate, generator, device).view(n, 2)
+    shift = _uniform(n, -2 * translate, 2 * translate, generator, device, 2)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # theta maps output to input coordinates in [-1, 1]: inverse rotation and zoom, then shift.
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)

@@ -1,6 +1,11 @@
-"""The ``fastclust`` command line: ``fastclust train METHOD ...`` and ``fastclust predict ...``."""
+"""The ``fastclust`` command line: ``fastclust train METHOD ...`` and ``fastclust predict ...``.
+
+``torchrun --nproc_per_node=N -m fastclust train ...`` trains on N ranks (NCCL on GPUs, gloo on
+CPUs): see :mod:`fastclust.trainers.base` for what a distributed run does.
+"""
 import argparse
 import ast
+import datetime
 import json
 import os
 import sys
@@ -114,8 +119,35 @@ def _resume_config(args):
     return config
 
 
+def _silent(*args, **kwargs):
+    pass
+
+
+def _start_distributed(args):
+    """Joins the process group when launched by torchrun with more than one rank (torchrun sets
+    WORLD_SIZE, RANK, LOCAL_RANK and the rendezvous address); returns this rank, 0 otherwise."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda:
+        if not torch.cuda.is_available():
+            raise SystemExit("fastclust: --device cuda was asked for but torch sees no CUDA GPU")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        args.device = f"cuda:{local_rank}"
+    # The timeout bounds every collective: a rank that dies makes the others fail with an error
+    # after at most this long instead of waiting forever.
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=args.timeout))
+    return dist.get_rank()
+
+
 def train(args):
     from .trainers import METHODS, Trainer
+
+    rank = args.rank = _start_distributed(args)
+    say = print if rank == 0 else _silent
 
     if args.resume:
         config = _resume_config(args)
@@ -135,22 +167,27 @@ def train(args):
     config.update(clusters=clusters, params=_json_ready(method.params),
                   input_shape=list(dataset.x.shape[1:]), dataset=dataset.name)
     trainer = Trainer(method, dataset.x, dataset.y, out=out, device=args.device, seed=config["seed"],
-                      amp=args.amp, progress=not args.no_progress, config=config)
+                      amp=args.amp, progress=not args.no_progress, config=config,
+                      sync_batchnorm=args.sync_bn)
     if args.resume:
         trainer.resume(args.resume)
-        print(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
+        say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
     from .trainers.base import write_json
-    write_json(os.path.join(out, CONFIG), config)
-    print(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
-          f"{trainer.num_epochs} epochs, device {trainer.device}; writing to {out}")
+    if rank == 0:
+        write_json(os.path.join(out, CONFIG), config)
+    ranks = f", {trainer.world_size} ranks" if trainer.world_size > 1 else ""
+    say(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
+        f"{trainer.num_epochs} epochs, device {trainer.device}{ranks}; writing to {out}")
     started = time.perf_counter()
     try:
         assignments = trainer.fit()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the checkpoint of epoch {trainer.epoch} is in {out}; "
-              f"continue with: fastclust train --resume {out}", file=sys.stderr)
+        say(f"\ninterrupted: the checkpoint of epoch {trainer.epoch} is in {out}; "
+            f"continue with: fastclust train --resume {out}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
+    if rank != 0:
+        return 0
     torch.save({"config": config, "model": trainer.model.state_dict()}, os.path.join(out, MODEL))
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
     write_json(os.path.join(out, "metrics.json"),
@@ -213,6 +250,11 @@ def build_parser():
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
     t.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: batch normalisation over the global batch (with it, N ranks "
+                        "train as one process on the concatenated batch)")
+    t.add_argument("--timeout", type=float, default=900,
+                   help="under torchrun: seconds any collective may wait for the other ranks (default 900)")
     t.set_defaults(run=train)
 
     p = commands.add_parser("predict", help="assign clusters to data with a trained model")
@@ -231,5 +273,10 @@ def main(argv=None):
     try:
         return args.run(args)
     except (DatasetError, NonFiniteLossError, ValueError, RuntimeError) as err:
-        print(f"fastclust: error: {err}", file=sys.stderr)
+        where = f" on rank {args.rank}" if getattr(args, "rank", 0) else ""
+        print(f"fastclust: error{where}: {err}", file=sys.stderr)
         return 1
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

@@ -81,11 +81,27 @@ def gather_rows_differentiable(x, group):
     return rows, int(first)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over the ranks, each rank's output feeding a different computation (as in batch
+    normalisation over the global batch): the gradient w.r.t. a rank's input is the sum of the
+    gradients w.r.t. every rank's output, one all-reduce."""
+
+    @staticmethod
+    def forward(ctx, t, group):
+        ctx.group = group
+        t = t.clone()
+        dist.all_reduce(t, group=group)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _AllReduceSum.apply(grad.contiguous(), ctx.group), None
+
+
 def all_reduce_sum(t, group):
-    """Sum of ``t`` over the ranks, on every rank (a new tensor)."""
-    t = t.clone()
-    dist.all_reduce(t, group=group)
-    return t
+    """Sum of ``t`` over the ranks, on every rank (a new tensor); differentiable (see
+    :class:`_AllReduceSum`)."""
+    return _AllReduceSum.apply(t, group)
 
 
 class _SumOverRanks(torch.autograd.Function):
@@ -113,3 +129,13 @@ def sum_over_ranks(tensors, group):
     """Differentiable sums of same-dtype tensors over the ranks of ``group`` (see
     :class:`_SumOverRanks` for the gradient)."""
     return _SumOverRanks.apply(group, *tensors)
+
+
+def global_mean(values, group):
+    """The mean of every element of ``values`` over all ranks (``values.mean()`` when ``group``
+    is None), with the gradient convention above: for a loss term that is a mean over samples."""
+    if group is None:
+        return values.mean()
+    values = values if values.dtype == torch.float64 else values.float()  # exact counts
+    total, count = sum_over_ranks([values.sum().reshape(1), values.new_full((1,), values.numel())], group)
+    return (total / count).reshape(())

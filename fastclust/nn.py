@@ -2,7 +2,7 @@
 
 Every network is a *trunk* (images or feature vectors in, one feature vector per sample out)
 followed by method-specific heads. Widths are arguments: the defaults are the small CPU sizes
-measured in QUALITY.md; the papers' sizes are given in each docstring.
+measured in the README's Quality section; the papers' sizes are given in each docstring.
 """
 import torch
 from torch import nn
@@ -216,3 +216,69 @@ class DCSCNet(nn.Module):
         q = F.softmax(self.semantic_projector(h), dim=1)
         return (self.feature_projector(h), F.softmax(self.cluster_projector(h), dim=1),
                 F.softmax(self.predictor(q), dim=1), q)
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation whose training statistics are those of the global batch of a
+    torch.distributed job: per-channel sums and centred squares are all-reduced over ``group``
+    (two all-reduces forward, two backward), so N ranks normalise exactly as one process does
+    on the concatenated batch. Works on any device and backend (gloo included, where
+    ``torch.nn.SyncBatchNorm`` needs a GPU); computed in float32 or better. Outside training,
+    or on a single rank, it is plain batch normalisation."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 group=None, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.group = group
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"GlobalBatchNorm expects (N, C, ...) input, got {input.dim()}D")
+
+    def forward(self, input):
+        from . import distributed
+        group = self.group if self.group is not None else torch.distributed.group.WORLD
+        if not (self.training and torch.distributed.is_initialized()
+                and torch.distributed.get_world_size(group) > 1):
+            return super().forward(input)
+        self._check_input_dim(input)
+        channels = [0] + list(range(2, input.dim()))
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        x = input if input.dtype == torch.float64 else input.float()
+        local_count = x.new_full((1,), input.numel() // max(1, input.shape[1]))
+        sums = distributed.all_reduce_sum(torch.cat([x.sum(channels), local_count]), group)
+        count = sums[-1].detach()
+        mean = sums[:-1] / count
+        centred = x - mean.view(shape)
+        var = distributed.all_reduce_sum(centred.square().sum(channels), group) / count
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                          else self.momentum)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        return out.to(input.dtype)
+
+
+def convert_global_batchnorm(module, group=None):
+    """``module`` with every BatchNorm1d/2d/3d replaced by a :class:`GlobalBatchNorm` holding
+    the same parameters and running statistics (in place where possible, as
+    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` does)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        state = module.state_dict()
+        like = next((t for t in state.values() if t.is_floating_point()), None)
+        converted = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                    module.track_running_stats, group,
+                                    device=None if like is None else like.device,
+                                    dtype=None if like is None else like.dtype)
+        converted.load_state_dict(state)
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, convert_global_batchnorm(child, group))
+    return module

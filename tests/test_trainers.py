@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastclust.augment import Augment, random_affine
+from fastclust.augment import Augment, RowGenerator, random_affine
 from fastclust.data import load_dataset
 from fastclust.trainers import METHODS, NonFiniteLossError, Trainer
 from fastclust.trainers.base import CHECKPOINT
@@ -40,7 +40,7 @@ def test_loss_goes_down_on_a_fixed_batch(name, digits):
     losses = []
     for step in range(10):
         # Same augmentation draw every step: the batch is fixed, only the weights move.
-        generator = torch.Generator().manual_seed(5)
+        generator = RowGenerator(torch.Generator().manual_seed(5))
         trainer.model.train()
         loss, parts = trainer.method.loss(trainer.model, x[:64], epoch, step % 2 * 2, generator)
         assert torch.isfinite(loss) and all(np.isfinite(float(v)) for v in parts.values())

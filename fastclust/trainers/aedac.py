@@ -1,6 +1,7 @@
 """AE+DAC: deep adaptive clustering on the code of a convolutional autoencoder."""
 import fastclust
-import torch.nn.functional as F
+
+from ..distributed import global_mean
 
 from ..nn import ConvAutoencoder
 from .base import Method
@@ -16,6 +17,7 @@ class AEDAC(Method):
     digits 50 epochs gave ACC 0.66 where 10 gave 0.50 (seed 0)."""
 
     name = "aedac"
+    unused_parameters = True  # the clustering head has no gradient while pretraining
     defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "eta": 0.005, "alpha": 0.5,
                 "beta": 0.3, "pretrain_epochs": 50, "channels": (8, 16, 32, 64), "head_hidden": 64}
 
@@ -40,11 +42,11 @@ class AEDAC(Method):
 
     def loss(self, model, x, epoch, step, generator):
         logits, reconstruction = model(x)
-        rec = F.mse_loss(reconstruction.float(), x.float())
+        rec = global_mean((reconstruction.float() - x.float()).square(), self.group)
         thresholds = self.thresholds(epoch)
         if thresholds is None:
             return rec, {"rec": rec.detach()}
-        dac, n_pos, n_neg = fastclust.dac_loss(logits, *thresholds, return_stats=True)
+        dac, n_pos, n_neg = fastclust.dac_loss(logits, *thresholds, return_stats=True, group=self.group)
         loss = self.params["alpha"] * rec + self.params["beta"] * dac
         return loss, {"rec": rec.detach(), "dac": dac.detach(), "pos": n_pos, "neg": n_neg}
 

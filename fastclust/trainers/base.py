@@ -3,12 +3,23 @@
 A method (``dac.py``, ``dsec.py``, ...) says how to build its network, what its loss is for a
 batch and which output's argmax is the cluster label; :class:`Trainer` does the rest: seeding,
 epochs, progress bar, per-epoch evaluation, the ``metrics.json`` history, atomic checkpoints
-every epoch, exact resume, mixed precision and the non-finite-loss stop.
+every epoch, exact resume, mixed precision, the non-finite-loss stop, and data-parallel
+training when torch.distributed is initialised (``torchrun``).
 
 Every random draw of a run comes from the global torch generator (model initialisation) or
 from two generators the trainer owns (data order on the CPU, augmentations on the training
 device); all three are saved in each checkpoint, so a resumed run repeats an uninterrupted
 one bit for bit (same device and thread count).
+
+Distributed runs (a process group of N > 1 ranks): the model is wrapped in
+DistributedDataParallel, every rank draws the same global batches from the same seeded
+generator and takes its contiguous share of each (the job of a distributed sampler), the
+methods' losses run over the global batch (``group=``, :mod:`fastclust.distributed`), and
+augmentations are drawn for the whole batch (:class:`fastclust.augment.RowGenerator`). With
+``sync_batchnorm`` (:class:`fastclust.nn.GlobalBatchNorm`) a step on N ranks is therefore the
+step one process takes on the concatenated batch, up to float rounding; the run's state is
+rank-independent, so a checkpoint resumes on any number of ranks. Only rank 0 logs, shows a
+progress bar and writes files.
 """
 import json
 import os
@@ -17,7 +28,13 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
+
+from ..augment import RowGenerator
+from ..distributed import gather_rows
+from ..nn import convert_global_batchnorm
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -34,6 +51,12 @@ class Method:
 
     name = None
     defaults = {}
+    # Set by the Trainer: the process group of a distributed run (pass it to the losses as
+    # ``group=``), None on one process.
+    group = None
+    # Whether some steps leave parameters without a gradient (DistributedDataParallel must then
+    # look for them every step).
+    unused_parameters = False
 
     def __init__(self, input_shape, num_clusters, params=None):
         unknown = set(params or {}) - set(self.defaults)
@@ -65,7 +88,9 @@ class Method:
         return {}
 
     def loss(self, model, x, epoch, step, generator):
-        """The training loss of batch ``x`` and a dict of parts shown in the progress bar."""
+        """The training loss of batch ``x`` (this rank's rows of the batch) and a dict of parts
+        shown in the progress bar; ``generator`` (a :class:`fastclust.augment.RowGenerator`)
+        feeds the augmentations."""
         raise NotImplementedError
 
     def logits(self, model, x):
@@ -93,12 +118,20 @@ def write_json(path, obj):
     _atomic_write(path, write)
 
 
+def _process_group():
+    """The default process group when torch.distributed runs more than one rank, else None."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.group.WORLD
+    return None
+
+
 class Trainer:
     """Trains ``method`` on the samples ``x`` (an (N, ...) float tensor), evaluating against
-    ``y`` (N labels, or None) after every epoch and checkpointing to ``out`` (or nowhere)."""
+    ``y`` (N labels, or None) after every epoch and checkpointing to ``out`` (or nowhere).
+    ``sync_batchnorm``: in a distributed run, batch normalisation over the global batch."""
 
     def __init__(self, method, x, y=None, *, out=None, device="cpu", seed=0, amp=False,
-                 progress=True, log=print, config=None):
+                 progress=True, log=print, config=None, sync_batchnorm=False):
         self.method = method
         self.x = x
         self.y = None if y is None else np.asarray(y)
@@ -110,17 +143,33 @@ class Trainer:
             raise ValueError("amp (mixed precision) needs a CUDA device")
         self.amp = amp
         self.seed = int(seed)
-        self.progress = progress
-        self.log = log
+        self.group = _process_group()
+        self.rank = dist.get_rank(self.group) if self.group else 0
+        self.world_size = dist.get_world_size(self.group) if self.group else 1
+        self.is_main = self.rank == 0
+        if self.world_size > int(method.params["batch_size"]):
+            raise ValueError(f"batch_size {method.params['batch_size']} is the global batch and "
+                             f"must be at least the number of ranks, {self.world_size}")
+        self.progress = progress and self.is_main
+        self.log = log if self.is_main else (lambda *args, **kwargs: None)
         self.config = config or {}
         seed_everything(self.seed)
-        self.model = method.build_model().to(self.device)
+        model = method.build_model()
+        if sync_batchnorm and self.group:
+            model = convert_global_batchnorm(model, self.group)
+        self.model = model.to(self.device)
+        method.group = self.group
+        # What the loss runs through: the model itself, or its DDP wrapper, which averages the
+        # parameter gradients over the ranks during backward.
+        self.network = self.model if self.group is None else DistributedDataParallel(
+            self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+            process_group=self.group, find_unused_parameters=method.unused_parameters)
         self.optimizer = method.build_optimizer(self.model)
         self.data_generator = torch.Generator().manual_seed(self.seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         self.history = []
         self.epoch = 0  # epochs completed
-        if out:
+        if out and self.is_main:
             os.makedirs(out, exist_ok=True)
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -147,6 +196,9 @@ class Trainer:
         self.epoch = int(state["epoch"])
 
     def save_checkpoint(self):
+        """Rank 0 writes; the state is the same on every rank."""
+        if not self.is_main:
+            return
         _atomic_write(os.path.join(self.out, CHECKPOINT), lambda tmp: torch.save(self.state_dict(), tmp))
 
     def resume(self, directory=None):
@@ -171,6 +223,16 @@ class Trainer:
             batches += [order[i * size:(i + 1) * size] for i in range(max(1, n // size))]
         return batches
 
+    def _local_share(self, index):
+        """This rank's rows of the global batch ``index`` and the generator its augmentations
+        draw from (see :class:`fastclust.augment.RowGenerator`)."""
+        if self.group is None:
+            return index, RowGenerator(self.augment_generator)
+        shares = index.tensor_split(self.world_size)
+        first = sum(len(share) for share in shares[:self.rank])
+        rows = torch.arange(first, first + len(shares[self.rank]), device=self.device)
+        return shares[self.rank], RowGenerator(self.augment_generator, rows, len(index))
+
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
@@ -181,9 +243,12 @@ class Trainer:
         bar = tqdm(batches, desc=f"{self.method.name} epoch {epoch + 1}/{self.num_epochs}",
                    leave=False, disable=None if self.progress else True, dynamic_ncols=True)
         for step, index in enumerate(bar):
-            x = self.x[index].to(self.device, non_blocking=True)
+            rows, generator = self._local_share(index)
+            x = self.x[rows].to(self.device, non_blocking=True)
             with self._autocast():
-                loss, parts = self.method.loss(self.model, x, epoch, step, self.augment_generator)
+                # Every loss is over the global batch, so its value (and the finiteness test)
+                # is the same on every rank.
+                loss, parts = self.method.loss(self.network, x, epoch, step, generator)
             if not torch.isfinite(loss):
                 kept = (f"the checkpoint of epoch {self.epoch} in {self.out} is kept"
                         if self.out and self.epoch else "no checkpoint was written")
@@ -203,13 +268,19 @@ class Trainer:
 
     @torch.no_grad()
     def predict_logits(self, x, batch_size=1024):
+        """The label outputs of ``x``; in a distributed run every rank computes its share and
+        every rank returns all of them (so every rank must call it)."""
         self.model.eval()
+        share = x if self.group is None else x.tensor_split(self.world_size)[self.rank]
         outputs = []
-        for start in range(0, len(x), batch_size):
+        for start in range(0, max(len(share), 1), batch_size):  # an empty share gives (0, k)
             with self._autocast():
-                out = self.method.logits(self.model, x[start:start + batch_size].to(self.device))
-            outputs.append(out.float().cpu())
-        return torch.cat(outputs)
+                out = self.method.logits(self.model, share[start:start + batch_size].to(self.device))
+            outputs.append(out.float())
+        logits = torch.cat(outputs)
+        if self.group is not None:
+            logits = gather_rows(logits, self.group)
+        return logits.cpu()
 
     def predict(self, x=None):
         """Cluster labels (argmax of the method's label outputs) of ``x`` (default: the

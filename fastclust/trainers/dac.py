@@ -37,7 +37,7 @@ class DAC(Method):
         return dac_thresholds(epoch, self.params["eta"])
 
     def pairwise_loss(self, feats, u, l):
-        return fastclust.dac_loss(feats, u, l, return_stats=True)
+        return fastclust.dac_loss(feats, u, l, return_stats=True, group=self.group)
 
     def epoch_settings(self, epoch):
         u, l = self.thresholds(epoch)
@@ -46,6 +46,7 @@ class DAC(Method):
     def loss(self, model, x, epoch, step, generator):
         if self.params["affine"] and x.dim() == 4:
             # Unwarped copies would be identical rows: views only count for warped images.
-            x = random_affine(x.repeat(int(self.params["views"]), 1, 1, 1), generator)
+            views = int(self.params["views"])
+            x = random_affine(x.repeat(views, 1, 1, 1), generator.repeated(views))
         loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))
         return loss, {"pos": n_pos, "neg": n_neg}

@@ -24,9 +24,10 @@ class DCSC(AugmentedMethod):
         p = self.params
         z_a, c_a, p_a, q_a = model(self.augment(x, generator))
         z_b, c_b, p_b, q_b = model(self.augment(x, generator))
-        flc = fastclust.nt_xent_loss(z_a, z_b, tau=p["tau_feature"])
-        clc_cr = fastclust.cluster_contrastive_loss(c_a, c_b, tau=p["tau_cluster"], entropy_weight=p["lam"])
-        slc = fastclust.semantic_contrastive_loss(p_a, p_b, q_a, q_b, tau=p["tau_semantic"])
+        flc = fastclust.nt_xent_loss(z_a, z_b, tau=p["tau_feature"], group=self.group)
+        clc_cr = fastclust.cluster_contrastive_loss(c_a, c_b, tau=p["tau_cluster"], entropy_weight=p["lam"],
+                                                    group=self.group)
+        slc = fastclust.semantic_contrastive_loss(p_a, p_b, q_a, q_b, tau=p["tau_semantic"], group=self.group)
         return flc + clc_cr + slc, {"flc": flc.detach(), "clc": clc_cr.detach(), "slc": slc.detach()}
 
     def logits(self, model, x):

@@ -21,4 +21,4 @@ class DSEC(DAC):
         return sect_thresholds(epoch, p["u"], p["l"], p["e"])
 
     def pairwise_loss(self, feats, u, l):
-        return fastclust.dsec_loss(feats, u, l, p=self.params["p"], return_stats=True)
+        return fastclust.dsec_loss(feats, u, l, p=self.params["p"], return_stats=True, group=self.group)

@@ -14,6 +14,7 @@ class PICA(AugmentedMethod):
     Labels: argmax of the main head."""
 
     name = "pica"
+    unused_parameters = True  # the heads train alternately
     defaults = {"epochs": 50, "batch_size": 256, "lr": 1e-4, "lam": 2.0, "overcluster": 70,
                 "repeats": 3, **AUGMENT_DEFAULTS}
 
@@ -26,9 +27,10 @@ class PICA(AugmentedMethod):
         head = ("over", "main")[step % 2]
         repeats = int(self.params["repeats"])
         p1 = F.softmax(model(x, [head])[head], dim=1).repeat(repeats, 1)
-        perturbed = self.augment(x.repeat(repeats, *([1] * (x.dim() - 1))), generator)
+        perturbed = self.augment(x.repeat(repeats, *([1] * (x.dim() - 1))), generator.repeated(repeats))
         p2 = F.softmax(model(perturbed, [head])[head], dim=1)
-        loss, cross_entropy, entropy = fastclust.pica_loss(p1, p2, lam=self.params["lam"], return_parts=True)
+        loss, cross_entropy, entropy = fastclust.pica_loss(p1, p2, lam=self.params["lam"], return_parts=True,
+                                                              group=self.group)
         return loss, {"ce": cross_entropy.detach(), "ent": entropy.detach()}
 
     def logits(self, model, x):
