@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 CONFIG = "config.json"
 MODEL = "model.pt"
@@ -123,11 +124,13 @@ def _silent(*args, **kwargs):
     pass
 
 
+def _distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
 def _start_distributed(args):
     """Joins the process group when launched by torchrun with more than one rank (torchrun sets
     WORLD_SIZE, RANK, LOCAL_RANK and the rendezvous address); returns this rank, 0 otherwise."""
-    import torch.distributed as dist
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
     cuda = torch.device(args.device).type == "cuda"
@@ -146,7 +149,7 @@ def _start_distributed(args):
 def train(args):
     from .trainers import METHODS, Trainer
 
-    rank = args.rank = _start_distributed(args)
+    rank = _start_distributed(args)
     say = print if rank == 0 else _silent
 
     if args.resume:
@@ -273,10 +276,9 @@ def main(argv=None):
     try:
         return args.run(args)
     except (DatasetError, NonFiniteLossError, ValueError, RuntimeError) as err:
-        where = f" on rank {args.rank}" if getattr(args, "rank", 0) else ""
+        where = f" on rank {dist.get_rank()}" if _distributed() else ""
         print(f"fastclust: error{where}: {err}", file=sys.stderr)
         return 1
     finally:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
+        if _distributed():
             dist.destroy_process_group()
