@@ -22,3 +22,30 @@ def assert_accurate(actual, reference_same_dtype, reference_float64, *, floor=1e
     bound = 2 * eager_err + floor * max(1.0, scale)
     assert kernel_err <= bound, (
         f"{name}: kernel error {kernel_err:.3e} > 2 x eager error {eager_err:.3e} + floor")
+
+
+def record_outcome(fn, out_dir):
+    """Runs ``fn()`` and writes to out_dir/outcome.txt whether it returned or raised."""
+    import os
+    try:
+        fn()
+        outcome = "returned"
+    except Exception as exc:  # the backend's error type varies; that it raises is the point
+        outcome = f"raised {type(exc).__name__}: {exc}"
+    with open(os.path.join(out_dir, "outcome.txt"), "w") as f:
+        f.write(outcome)
+
+
+def assert_survivors_raise(worker, world, tmp_path):
+    """Starts ``worker(rank, rendezvous_file, out_dir)`` on ``world`` spawned processes, one of
+    which dies mid-way; no rank may hang, and the survivor's recorded outcome is an error."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker, args=(rank, str(tmp_path / "rendezvous"), str(tmp_path)))
+             for rank in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert not p.is_alive(), "a rank hung"
+    assert (tmp_path / "outcome.txt").read_text().startswith("raised")

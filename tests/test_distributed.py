@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 
 import fastclust
 from fastclust import reference
+from helpers import assert_survivors_raise, record_outcome
 
 WORLD = 2
 SIZES = [5, 9]  # uneven local batches
@@ -150,25 +151,11 @@ def _dead_peer_worker(rank, init_file, out_dir):
     _init(rank, init_file, 5)
     if rank == 1:
         os._exit(0)  # dies without joining the collective
-    try:
-        fastclust.dac_loss(torch.randn(4, 3), U, L, global_batch=True)
-        outcome = "returned"
-    except Exception as exc:  # the backend's error type varies; that it raises is the point
-        outcome = f"raised {type(exc).__name__}"
-    with open(os.path.join(out_dir, "outcome.txt"), "w") as f:
-        f.write(outcome)
+    record_outcome(lambda: fastclust.dac_loss(torch.randn(4, 3), U, L, global_batch=True), out_dir)
 
 
 def test_dead_rank_raises_instead_of_hanging(tmp_path):
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_dead_peer_worker, args=(r, str(tmp_path / "rv"), str(tmp_path)))
-             for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert not p.is_alive(), "a rank hung"
-    assert (tmp_path / "outcome.txt").read_text().startswith("raised")
+    assert_survivors_raise(_dead_peer_worker, WORLD, tmp_path)
 
 
 def test_global_batch_without_init_is_a_clear_error():

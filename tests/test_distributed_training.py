@@ -18,6 +18,7 @@ from fastclust.augment import Augment, RowGenerator, random_affine
 from fastclust.data import load_dataset
 from fastclust.nn import GlobalBatchNorm, convert_global_batchnorm
 from fastclust.trainers import METHODS, Trainer
+from helpers import assert_survivors_raise, record_outcome
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORLD = 2
@@ -190,25 +191,11 @@ def _dying_worker(rank, init_file, out_dir):
         return loss(model, x, epoch, step, generator)
 
     trainer.method.loss = loss_then_die
-    try:
-        trainer.fit()
-        outcome = "finished"
-    except Exception as exc:  # the backend's error type varies; that it raises is the point
-        outcome = f"raised {type(exc).__name__}: {exc}"
-    with open(os.path.join(out_dir, "outcome.txt"), "w") as f:
-        f.write(outcome)
+    record_outcome(trainer.fit, out_dir)
 
 
 def test_a_dying_rank_stops_the_others_with_an_error(tmp_path):
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_dying_worker, args=(r, str(tmp_path / "rendezvous"), str(tmp_path)))
-             for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert not p.is_alive(), "a rank hung"
-    assert (tmp_path / "outcome.txt").read_text().startswith("raised")
+    assert_survivors_raise(_dying_worker, WORLD, tmp_path)
 
 
 def test_torchrun_trains_on_two_ranks(tmp_path):
