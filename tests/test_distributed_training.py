@@ -25,7 +25,10 @@ WORLD = 2
 SAMPLES = 200
 # batch 63: the global batch splits unevenly (32 + 31 rows), and the last short batch is dropped.
 PARAMS = {"dac": {"widths": (8, 16), "depth": 1, "batch_size": 63, "lr": 1e-3},
-          "pica": {"widths": (8, 16), "overcluster": 20, "batch_size": 63, "lr": 1e-3}}
+          "dsec": {"widths": (8, 16), "depth": 1, "batch_size": 63, "lr": 1e-3},
+          "aedac": {"pretrain_epochs": 0, "channels": (4, 8, 8, 8), "batch_size": 63, "lr": 1e-3},
+          "pica": {"widths": (8, 16), "overcluster": 20, "batch_size": 63, "lr": 1e-3},
+          "dcsc": {"widths": (8, 16), "feature_dim": 16, "batch_size": 63, "lr": 1e-3}}
 
 
 def _init(rank, init_file, seconds=60):
@@ -71,7 +74,7 @@ def _assert_same_run(got, expected):
         torch.testing.assert_close(got["model"][key], value, rtol=1e-7, atol=1e-9, msg=lambda m: f"{key}: {m}")
     torch.testing.assert_close(got["assignments"], expected["assignments"], rtol=0, atol=0)
     torch.testing.assert_close(got["logits"], expected["logits"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["losses"], expected["losses"], rtol=1e-10)
+    np.testing.assert_allclose(got["losses"], expected["losses"], rtol=1e-7)  # aedac: float32 MSE
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
