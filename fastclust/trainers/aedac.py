@@ -17,9 +17,12 @@ class AEDAC(Method):
     digits 50 epochs gave ACC 0.66 where 10 gave 0.50 (seed 0)."""
 
     name = "aedac"
-    unused_parameters = True  # the clustering head has no gradient while pretraining
     defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "eta": 0.005, "alpha": 0.5,
                 "beta": 0.3, "pretrain_epochs": 50, "channels": (8, 16, 32, 64), "head_hidden": 64}
+
+    @property
+    def unused_parameters(self):
+        return int(self.params["pretrain_epochs"]) > 0  # no gradient to the head while pretraining
 
     def build_model(self):
         if len(self.input_shape) != 3:
