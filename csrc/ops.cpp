@@ -18,14 +18,16 @@ TORCH_LIBRARY(fastclust, m) {
 
   // ---- pairwise losses (DAC, DSEC) ----
   // Sum of the per-pair loss over rows x cols (cols=None: rows x rows), and the numbers of
-  // positive and negative pairs. kind: 0 = DAC log loss, 1 = DSEC squared loss.
+  // positive and negative pairs. kind: 0 = DAC log loss, 1 = DSEC squared loss. Pairs are
+  // selected on select_rows x select_cols when given (select_cols=None: select_rows x
+  // select_rows), else on rows x cols; the selectors get no gradient.
   m.def(
-      "pairwise_loss(Tensor rows, Tensor? cols, float u, float l, int kind, float eps) "
-      "-> (Tensor, Tensor, Tensor)");
+      "pairwise_loss(Tensor rows, Tensor? cols, Tensor? select_rows, Tensor? select_cols, float u, "
+      "float l, int kind, float eps) -> (Tensor, Tensor, Tensor)");
   // d(grad_sum * loss_sum)/d(rows). With cols=None both sides of every pair are rows.
   m.def(
-      "pairwise_loss_backward(Tensor grad_sum, Tensor rows, Tensor? cols, float u, float l, "
-      "int kind, float eps) -> Tensor");
+      "pairwise_loss_backward(Tensor grad_sum, Tensor rows, Tensor? cols, Tensor? select_rows, "
+      "Tensor? select_cols, float u, float l, int kind, float eps) -> Tensor");
 
   // ---- column statistics family (PICA, cluster contrastive) ----
   // One pass over n of two (n, k) views a, b, seen as the 2k columns of V = [a | b]:

@@ -26,18 +26,23 @@ def _clamp_unit(x, eps):
     return torch.where(inside, x, x.detach().clamp(eps, 1))
 
 
-def pairwise_loss(rows, cols, u, l, kind, eps):
+def pairwise_loss(rows, cols, select_rows, select_cols, u, l, kind, eps):
     """Twin of ``torch.ops.fastclust.pairwise_loss``: the per-pair loss summed over rows x cols
-    (cols=None: rows x rows) and the numbers of positive and negative pairs."""
+    (cols=None: rows x rows) and the numbers of positive and negative pairs; pairs selected on
+    select_rows x select_cols when given."""
     cols = rows if cols is None else cols
     S = rows @ cols.T
     with torch.no_grad():
-        if kind == DSEC_SQUARED:
-            inv_r = 1 / rows.norm(dim=1).clamp_min(_NORM_FLOOR)
-            inv_c = 1 / cols.norm(dim=1).clamp_min(_NORM_FLOOR)
-            selection = S * inv_r[:, None] * inv_c[None, :]
+        if select_rows is None:
+            side_rows, side_cols, selection = rows, cols, S
         else:
-            selection = S
+            side_rows = select_rows
+            side_cols = select_rows if select_cols is None else select_cols
+            selection = side_rows @ side_cols.T
+        if kind == DSEC_SQUARED:
+            inv_r = 1 / side_rows.norm(dim=1).clamp_min(_NORM_FLOOR)
+            inv_c = 1 / side_cols.norm(dim=1).clamp_min(_NORM_FLOOR)
+            selection = selection * inv_r[:, None] * inv_c[None, :]
         pos, neg = selection > u, selection < l
     zero = S.new_zeros(())
     if kind == DSEC_SQUARED:
@@ -51,21 +56,24 @@ def pairwise_loss(rows, cols, u, l, kind, eps):
     return pair_loss.sum(), pos.sum(), neg.sum()
 
 
-def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats):
+def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, select):
     features = feats if normalized else restraint(feats, p)
-    total, n_pos, n_neg = pairwise_loss(features, None, u, l, kind, eps)
+    if select is not None:
+        select = select.detach() if normalized else restraint(select.detach(), p)
+    total, n_pos, n_neg = pairwise_loss(features, None, select, None, u, l, kind, eps)
     if reduction == "mean":
         total = total / (n_pos + n_neg).clamp_min(1).to(total.dtype)
     return (total, n_pos, n_neg) if return_stats else total
 
 
-def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7,
+def dac_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean", eps=1e-7,
              return_stats=False):
-    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats)
+    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats, select)
 
 
-def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False):
-    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats)
+def dsec_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean",
+              return_stats=False):
+    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats, select)
 
 
 # ---- column statistics family (PICA, cluster contrastive) ----

@@ -1,5 +1,6 @@
 """Global-batch losses on torch.distributed: 2 CPU processes, gloo over a file rendezvous."""
 import datetime
+import itertools
 import os
 
 import pytest
@@ -18,9 +19,12 @@ U, L = 0.7, 0.3
 LOSSES = {"dac": fastclust.dac_loss, "dsec": fastclust.dsec_loss}
 
 
-def full_batch():
-    g = torch.Generator().manual_seed(0)
+def full_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
     return torch.randn(sum(SIZES), K, generator=g, dtype=torch.float64) * 3
+
+
+SELECTS = {"own": None, "select": full_batch(seed=1)}  # pairs selected on the features or a selector
 
 
 def _init(rank, init_file, seconds):
@@ -32,13 +36,15 @@ def _global_batch_worker(rank, init_file, out_dir):
     _init(rank, init_file, 60)
     start = sum(SIZES[:rank])
     results = {}
+    rows = slice(start, start + SIZES[rank])
     for name, fn in LOSSES.items():
         for reduction in ("mean", "sum"):
-            local = full_batch()[start:start + SIZES[rank]].requires_grad_()
-            loss, n_pos, n_neg = fn(local, U, L, reduction=reduction, return_stats=True,
-                                    global_batch=True)
-            (grad,) = torch.autograd.grad(loss, local)
-            results[name, reduction] = (loss.detach(), n_pos, n_neg, grad)
+            for selected_on, select in SELECTS.items():
+                local = full_batch()[rows].requires_grad_()
+                loss, n_pos, n_neg = fn(local, U, L, reduction=reduction, return_stats=True,
+                                        global_batch=True, select=None if select is None else select[rows])
+                (grad,) = torch.autograd.grad(loss, local)
+                results[name, reduction, selected_on] = (loss.detach(), n_pos, n_neg, grad)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -49,12 +55,12 @@ def test_global_batch_equals_single_process(tmp_path):
     per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for name in LOSSES:
         ref = getattr(reference, f"{name}_loss")
-        for reduction in ("mean", "sum"):
+        for reduction, (selected_on, select) in itertools.product(("mean", "sum"), SELECTS.items()):
             x = full_batch().requires_grad_()
-            loss, n_pos, n_neg = ref(x, U, L, reduction=reduction, return_stats=True)
+            loss, n_pos, n_neg = ref(x, U, L, reduction=reduction, return_stats=True, select=select)
             (grad,) = torch.autograd.grad(loss, x)
             for rank, results in enumerate(per_rank):
-                got = results[name, reduction]
+                got = results[name, reduction, selected_on]
                 assert (got[1].item(), got[2].item()) == (n_pos.item(), n_neg.item())
                 torch.testing.assert_close(got[0], loss.detach(), rtol=1e-12, atol=1e-14)
                 # The documented convention: world_size x the single-process gradient, so that

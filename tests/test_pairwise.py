@@ -104,12 +104,61 @@ def test_rectangular_block_matches_reference(name):
     kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
     rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
     cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
-    got = torch.ops.fastclust.pairwise_loss(rows, cols, 0.6, 0.2, kind, 1e-7)
-    want = reference.pairwise_loss(rows, cols, 0.6, 0.2, kind, 1e-7)
+    got = torch.ops.fastclust.pairwise_loss(rows, cols, None, None, 0.6, 0.2, kind, 1e-7)
+    want = reference.pairwise_loss(rows, cols, None, None, 0.6, 0.2, kind, 1e-7)
     assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
     torch.testing.assert_close(got[0], want[0])
     torch.testing.assert_close(torch.autograd.grad(got[0], (rows, cols)),
                                torch.autograd.grad(want[0], (rows, cols)))
+
+
+@losses
+@pytest.mark.parametrize("n,k,ks", [(1, 3, 3), (37, 9, 9), (130, 10, 4)])
+def test_select_matches_reference(name, n, k, ks):
+    fn, ref = LOSSES[name]
+    x, select = features(n, k, seed=1), features(n, ks, seed=2)
+    got = loss_and_grad(fn, x, 0.7, 0.3, select=select)
+    want = loss_and_grad(ref, x, 0.7, 0.3, select=select)
+    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-9, atol=1e-12)
+    # The selection really comes from `select`: it differs from selecting on x itself, and
+    # selecting on x itself is the plain loss.
+    plain = loss_and_grad(fn, x, 0.7, 0.3)
+    if n > 1:
+        assert (got[1].item(), got[2].item()) != (plain[1].item(), plain[2].item())
+    same = loss_and_grad(fn, x, 0.7, 0.3, select=x)
+    assert torch.equal(same[0], plain[0]) and torch.equal(same[3], plain[3])
+
+
+@losses
+def test_select_on_a_rectangular_block_matches_reference(name):
+    kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
+    rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
+    cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
+    select_rows = reference.restraint(features(37, 5, seed=3), 2.0)
+    select_cols = reference.restraint(features(81, 5, seed=4), 2.0)
+    got = torch.ops.fastclust.pairwise_loss(rows, cols, select_rows, select_cols, 0.6, 0.2, kind, 1e-7)
+    want = reference.pairwise_loss(rows, cols, select_rows, select_cols, 0.6, 0.2, kind, 1e-7)
+    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(torch.autograd.grad(got[0], (rows, cols)),
+                               torch.autograd.grad(want[0], (rows, cols)))
+
+
+def test_select_hand_computed():
+    # Features with S = [[1, 0], [0, 1]]; the selector calls the off-diagonal pair positive
+    # (cosine 0.8 > u) where the features alone would call it negative.
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    select = torch.tensor([[1.0, 0.0], [0.8, 0.6]], dtype=torch.float64)
+    loss, n_pos, n_neg = fastclust.dsec_loss(x, 0.7, 0.3, select=select, normalized=True,
+                                             reduction="sum", return_stats=True)
+    # All four pairs positive: (1 - 1)^2 twice on the diagonal, (1 - 0)^2 twice off it.
+    assert (n_pos.item(), n_neg.item()) == (4, 0)
+    assert loss.item() == 2.0
+    (grad,) = torch.autograd.grad(loss, x)
+    # d/dx_i of sum_ij (1 - x_i . x_j)^2 = -4 sum_j (1 - S_ij) x_j: the other row, times -4.
+    torch.testing.assert_close(grad, torch.tensor([[0.0, -4.0], [-4.0, 0.0]], dtype=torch.float64))
 
 
 @devices
@@ -156,13 +205,16 @@ def test_opcheck():
     rows = reference.restraint(features(9, 4, dtype=torch.float32), 2.0).requires_grad_()
     cols = reference.restraint(features(5, 4, dtype=torch.float32, seed=1), 2.0).requires_grad_()
     for kind in (reference.DAC_LOG, reference.DSEC_SQUARED):
-        opcheck(torch.ops.fastclust.pairwise_loss.default, (rows, None, 0.7, 0.3, kind, 1e-7))
-        opcheck(torch.ops.fastclust.pairwise_loss.default, (rows, cols, 0.7, 0.3, kind, 1e-7))
-        grad = torch.tensor(0.5)
-        opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
-                (grad, rows.detach(), None, 0.7, 0.3, kind, 1e-7))
-        opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
-                (grad, rows.detach(), cols.detach(), 0.7, 0.3, kind, 1e-7))
+        selectors = (reference.restraint(features(9, 3, dtype=torch.float32, seed=2), 2.0),
+                     reference.restraint(features(5, 3, dtype=torch.float32, seed=3), 2.0))
+        for select_rows, select_cols in ((None, None), selectors):
+            symmetric = (rows, None, select_rows, None)
+            block = (rows, cols, select_rows, select_cols)
+            for args in (symmetric, block):
+                opcheck(torch.ops.fastclust.pairwise_loss.default, (*args, 0.7, 0.3, kind, 1e-7))
+                opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
+                        (torch.tensor(0.5), *(None if t is None else t.detach() for t in args),
+                         0.7, 0.3, kind, 1e-7))
 
 
 @losses
@@ -244,20 +296,36 @@ def test_bad_python_arguments():
 
 def test_bad_block_arguments():
     rows = torch.randn(4, 3)
+    op = torch.ops.fastclust.pairwise_loss
     with pytest.raises(RuntimeError, match="cols has dtype Double but feats has dtype Float"):
-        torch.ops.fastclust.pairwise_loss(rows, torch.randn(4, 3, dtype=torch.float64), 0.8, 0.3, 0, 1e-7)
+        op(rows, torch.randn(4, 3, dtype=torch.float64), None, None, 0.8, 0.3, 0, 1e-7)
     with pytest.raises(RuntimeError, match="cols has 2 features per row but feats has 3"):
-        torch.ops.fastclust.pairwise_loss(rows, torch.randn(4, 2), 0.8, 0.3, 0, 1e-7)
+        op(rows, torch.randn(4, 2), None, None, 0.8, 0.3, 0, 1e-7)
     with pytest.raises(RuntimeError, match=r"kind must be 0 \(DAC\) or 1 \(DSEC\)"):
-        torch.ops.fastclust.pairwise_loss(rows, None, 0.8, 0.3, 5, 1e-7)
+        op(rows, None, None, None, 0.8, 0.3, 5, 1e-7)
     with pytest.raises(RuntimeError, match="grad_sum must be a 0-dim tensor"):
-        torch.ops.fastclust.pairwise_loss_backward(torch.ones(2), rows, None, 0.8, 0.3, 0, 1e-7)
+        torch.ops.fastclust.pairwise_loss_backward(torch.ones(2), rows, None, None, None, 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select has 5 rows but feats has 4"):
+        op(rows, None, torch.randn(5, 3), None, 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select has dtype Double but feats has dtype Float"):
+        op(rows, None, torch.randn(4, 3, dtype=torch.float64), None, 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select_cols must be given exactly when cols is"):
+        op(rows, torch.randn(6, 3), torch.randn(4, 3), None, 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select_cols has 2 features per row but select has 3"):
+        op(rows, torch.randn(6, 3), torch.randn(4, 3), torch.randn(6, 2), 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select_cols needs select_rows"):
+        op(rows, torch.randn(6, 3), None, torch.randn(6, 3), 0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select has 5 rows but feats has 4"):
+        fastclust.dac_loss(rows, 0.8, 0.3, select=torch.randn(5, 3))
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
 def test_device_mismatch():
     with pytest.raises(RuntimeError, match="cols is on cpu but feats is on cuda"):
-        torch.ops.fastclust.pairwise_loss(torch.rand(4, 3, device="cuda"), torch.rand(4, 3), 0.8, 0.3, 0, 1e-7)
+        torch.ops.fastclust.pairwise_loss(torch.rand(4, 3, device="cuda"), torch.rand(4, 3), None, None,
+                                          0.8, 0.3, 0, 1e-7)
+    with pytest.raises(RuntimeError, match="select is on cpu but feats is on cuda"):
+        fastclust.dac_loss(torch.rand(4, 3, device="cuda"), 0.8, 0.3, select=torch.rand(4, 3))
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
@@ -266,8 +334,10 @@ def test_device_mismatch():
 def test_cuda_matches_cpu_float64(name, n, k):
     fn, _ = LOSSES[name]
     x = features(n, k)
-    got = loss_and_grad(fn, x.cuda(), 0.8, 0.3)
-    want = loss_and_grad(fn, x, 0.8, 0.3)
-    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
-    torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(got[3].cpu(), want[3], rtol=1e-9, atol=1e-12)
+    select = features(n, max(1, k // 2), seed=5)
+    for kwargs in ({}, {"select": select}):
+        got = loss_and_grad(fn, x.cuda(), 0.8, 0.3, **{k: v.cuda() for k, v in kwargs.items()})
+        want = loss_and_grad(fn, x, 0.8, 0.3, **kwargs)
+        assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
+        torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got[3].cpu(), want[3], rtol=1e-9, atol=1e-12)

@@ -5,14 +5,38 @@
 
 namespace fastclust {
 
+// A selector: one row per row of `side`, on its device and dtype.
+inline void check_selector(const at::Tensor& selector, const char* name, const at::Tensor& side,
+                           const char* side_name) {
+  check_matrix(selector, name);
+  check_same_device_dtype(side, side_name, selector, name);
+  FC_CHECK(selector.size(0) == side.size(0), name, " has ", selector.size(0), " rows but ",
+           side_name, " has ", side.size(0));
+}
+
 inline void check_pairwise_args(const at::Tensor& rows, const std::optional<at::Tensor>& cols,
-                                double u, double l, int64_t kind, double eps) {
+                                const std::optional<at::Tensor>& select_rows,
+                                const std::optional<at::Tensor>& select_cols, double u, double l,
+                                int64_t kind, double eps) {
   check_matrix(rows, "feats");
   if (cols.has_value()) {
     check_matrix(*cols, "cols");
     check_same_device_dtype(rows, "feats", *cols, "cols");
     FC_CHECK(cols->size(1) == rows.size(1), "cols has ", cols->size(1),
                 " features per row but feats has ", rows.size(1));
+  }
+  if (select_rows.has_value()) {
+    check_selector(*select_rows, "select", rows, "feats");
+    FC_CHECK(cols.has_value() == select_cols.has_value(),
+             "select_cols must be given exactly when cols is (a rectangular block selects on a "
+             "rectangular block)");
+    if (select_cols.has_value()) {
+      check_selector(*select_cols, "select_cols", *cols, "cols");
+      FC_CHECK(select_cols->size(1) == select_rows->size(1), "select_cols has ",
+               select_cols->size(1), " features per row but select has ", select_rows->size(1));
+    }
+  } else {
+    FC_CHECK(!select_cols.has_value(), "select_cols needs select_rows");
   }
   check_finite(u, "u");
   check_finite(l, "l");
@@ -24,9 +48,11 @@ inline void check_pairwise_args(const at::Tensor& rows, const std::optional<at::
 }
 
 inline void check_pairwise_backward_args(const at::Tensor& grad_sum, const at::Tensor& rows,
-                                         const std::optional<at::Tensor>& cols, double u, double l,
-                                         int64_t kind, double eps) {
-  check_pairwise_args(rows, cols, u, l, kind, eps);
+                                         const std::optional<at::Tensor>& cols,
+                                         const std::optional<at::Tensor>& select_rows,
+                                         const std::optional<at::Tensor>& select_cols, double u,
+                                         double l, int64_t kind, double eps) {
+  check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
   check_scalar_grad(grad_sum, rows, "grad_sum");
 }
 

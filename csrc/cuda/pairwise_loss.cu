@@ -26,11 +26,35 @@ struct PairwiseParams {
   bool symmetric;
 };
 
+// What the pair (i, j) with similarity s is selected on: s, the dot product of the selectors
+// when there are any, or (DSEC) either's cosine.
+template <typename scalar_t, typename acc_t>
+struct PairSelection {
+  const scalar_t* sel_rows;  // n x ks, or nullptr: select on s
+  const scalar_t* sel_cols;  // m x ks
+  int64_t ks, kind;
+  const acc_t* inv_norm_rows;  // of the selection side; nullptr unless DSEC
+  const acc_t* inv_norm_cols;
+
+  __device__ acc_t operator()(int64_t i, int64_t j, acc_t s) const {
+    if (sel_rows != nullptr) {
+      // Straight from global memory (rows stay in L1/L2): the shared-memory tiles serve the
+      // loss's similarities; selecting on separate features is the less common case.
+      acc_t dot = 0;
+      for (int64_t f = 0; f < ks; ++f) {
+        dot += static_cast<acc_t>(sel_rows[i * ks + f]) * static_cast<acc_t>(sel_cols[j * ks + f]);
+      }
+      s = dot;
+    }
+    return selection_similarity(kind, s, inv_norm_at(inv_norm_rows, i), inv_norm_at(inv_norm_cols, j));
+  }
+};
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
     const scalar_t* __restrict__ rows, const scalar_t* __restrict__ cols,
-    const acc_t* __restrict__ inv_norm_rows, const acc_t* __restrict__ inv_norm_cols,
-    PairwiseParams p, acc_t u, acc_t l, acc_t eps, double* __restrict__ partial_loss,
+    PairSelection<scalar_t, acc_t> selection, PairwiseParams p, acc_t u, acc_t l, acc_t eps,
+    double* __restrict__ partial_loss,
     int64_t* __restrict__ partial_pos, int64_t* __restrict__ partial_neg) {
   const int64_t row_tile = blockIdx.y, col_tile = blockIdx.x;
   // Symmetric: tiles left of the diagonal mirror tiles right of it (their slots stay zero).
@@ -55,9 +79,7 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
       const int64_t j = col0 + tx + kThreadCols * c;
       if (i >= p.n || j >= p.m) continue;
       const acc_t sim = s[r][c];
-      const int sel = select_pair(
-          selection_similarity(p.kind, sim, inv_norm_at(inv_norm_rows, i), inv_norm_at(inv_norm_cols, j)),
-          u, l);
+      const int sel = select_pair(selection(i, j, sim), u, l);
       loss += pair_loss(p.kind, sel, sim, eps) + nan_unless_finite(sim);
       pos += sel > 0;
       neg += sel < 0;
@@ -77,54 +99,65 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
 
 // d loss_ij / d S_ij for weighted_columns_kernel: row i's gradient is
 // grad_sum * factor * sum_j dloss(S_ij)/dS_ij * cols[j].
-template <typename acc_t>
+template <typename scalar_t, typename acc_t>
 struct PairLossGrad {
-  const acc_t* inv_norm_rows;
-  const acc_t* inv_norm_cols;
-  int64_t kind;
+  PairSelection<scalar_t, acc_t> selection;
   acc_t u, l, eps;
   const acc_t* grad_sum;
   acc_t factor;
 
   __device__ acc_t operator()(int64_t i, int64_t j, acc_t s) const {
-    const int sel = select_pair(
-        selection_similarity(kind, s, inv_norm_at(inv_norm_rows, i), inv_norm_at(inv_norm_cols, j)),
-        u, l);
-    return pair_loss_grad(kind, sel, s, eps);
+    return pair_loss_grad(selection.kind, select_pair(selection(i, j, s), u, l), s, eps);
   }
   __device__ acc_t scale() const { return *grad_sum * factor; }
 };
 
 struct DeviceBlock {
-  at::Tensor rows, cols, inv_norm_rows, inv_norm_cols;
+  at::Tensor rows, cols, sel_rows, sel_cols, inv_norm_rows, inv_norm_cols;
   PairwiseParams params;
 };
 
-DeviceBlock prepare(const at::Tensor& rows, const std::optional<at::Tensor>& cols, int64_t kind,
+DeviceBlock prepare(const at::Tensor& rows, const std::optional<at::Tensor>& cols,
+                    const std::optional<at::Tensor>& select_rows,
+                    const std::optional<at::Tensor>& select_cols, int64_t kind,
                     at::ScalarType acc_dtype) {
   DeviceBlock d;
   d.rows = rows.contiguous();
   d.cols = cols.has_value() ? cols->contiguous() : d.rows;
+  if (select_rows.has_value()) {
+    d.sel_rows = select_rows->contiguous();
+    d.sel_cols = select_cols.has_value() ? select_cols->contiguous() : d.sel_rows;
+  }
   if (kind == kDsecSquared) {
-    d.inv_norm_rows = inverse_row_norms(d.rows, acc_dtype);
-    d.inv_norm_cols = cols.has_value() ? inverse_row_norms(d.cols, acc_dtype) : d.inv_norm_rows;
+    const bool selector = select_rows.has_value();
+    d.inv_norm_rows = inverse_row_norms(selector ? d.sel_rows : d.rows, acc_dtype);
+    d.inv_norm_cols = cols.has_value() ? inverse_row_norms(selector ? d.sel_cols : d.cols, acc_dtype)
+                                       : d.inv_norm_rows;
   }
   d.params = {d.rows.size(0), d.cols.size(0), d.rows.size(1), kind, !cols.has_value()};
   return d;
 }
 
-template <typename acc_t>
-const acc_t* optional_ptr(const at::Tensor& t) {
-  return t.defined() ? t.const_data_ptr<acc_t>() : nullptr;
+template <typename T>
+const T* optional_ptr(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<T>() : nullptr;
+}
+
+template <typename scalar_t, typename acc_t>
+PairSelection<scalar_t, acc_t> selection_of(const DeviceBlock& d) {
+  return {optional_ptr<scalar_t>(d.sel_rows), optional_ptr<scalar_t>(d.sel_cols),
+          d.sel_rows.defined() ? d.sel_rows.size(1) : 0, d.params.kind,
+          optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
-    const at::Tensor& rows, const std::optional<at::Tensor>& cols, double u, double l,
-    int64_t kind, double eps) {
-  check_pairwise_args(rows, cols, u, l, kind, eps);
+    const at::Tensor& rows, const std::optional<at::Tensor>& cols,
+    const std::optional<at::Tensor>& select_rows, const std::optional<at::Tensor>& select_cols,
+    double u, double l, int64_t kind, double eps) {
+  check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
   const c10::cuda::CUDAGuard guard(rows.device());
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
-  const auto d = prepare(rows, cols, kind, acc_dtype);
+  const auto d = prepare(rows, cols, select_rows, select_cols, kind, acc_dtype);
   const dim3 grid(ceil_div(d.params.m, kTileCols), ceil_div(d.params.n, kForwardTileRows));
   FC_CHECK(grid.y <= 65535, "feats has too many rows (", d.params.n, ") for one launch");
   const auto slots = static_cast<int64_t>(grid.x) * grid.y;
@@ -136,7 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
     using acc_t = at::opmath_type<scalar_t>;
     pairwise_forward_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
         d.rows.const_data_ptr<scalar_t>(), d.cols.const_data_ptr<scalar_t>(),
-        optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols), d.params,
+        selection_of<scalar_t, acc_t>(d), d.params,
         static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
         partial_loss.mutable_data_ptr<double>(), partial_pos.mutable_data_ptr<int64_t>(),
         partial_neg.mutable_data_ptr<int64_t>());
@@ -146,12 +179,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
 }
 
 at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Tensor& rows,
-                                       const std::optional<at::Tensor>& cols, double u, double l,
-                                       int64_t kind, double eps) {
-  check_pairwise_backward_args(grad_sum, rows, cols, u, l, kind, eps);
+                                       const std::optional<at::Tensor>& cols,
+                                       const std::optional<at::Tensor>& select_rows,
+                                       const std::optional<at::Tensor>& select_cols, double u,
+                                       double l, int64_t kind, double eps) {
+  check_pairwise_backward_args(grad_sum, rows, cols, select_rows, select_cols, u, l, kind, eps);
   const c10::cuda::CUDAGuard guard(rows.device());
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
-  const auto d = prepare(rows, cols, kind, acc_dtype);
+  const auto d = prepare(rows, cols, select_rows, select_cols, kind, acc_dtype);
   const auto grad_scalar = grad_sum.to(acc_dtype).contiguous();
   auto grad_acc = weighted_columns_accumulator(d.rows, acc_dtype);
   auto grad = at::empty(d.rows.sizes(), rows.options());
@@ -161,10 +196,9 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
     // Symmetric: row i is both sides of its pairs, and S_ij = S_ji, so its gradient is twice
     // the one-sided sum.
     const acc_t factor = d.params.symmetric ? acc_t(2) : acc_t(1);
-    const PairLossGrad<acc_t> pair_grad{
-        optional_ptr<acc_t>(d.inv_norm_rows), optional_ptr<acc_t>(d.inv_norm_cols),
-        d.params.kind, static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
-        grad_scalar.const_data_ptr<acc_t>(), factor};
+    const PairLossGrad<scalar_t, acc_t> pair_grad{
+        selection_of<scalar_t, acc_t>(d), static_cast<acc_t>(u), static_cast<acc_t>(l),
+        static_cast<acc_t>(eps), grad_scalar.const_data_ptr<acc_t>(), factor};
     weighted_columns_kernel<scalar_t, acc_t>
         <<<ceil_div(d.params.n, kBackwardTileRows), kThreads, 0, stream>>>(
             d.rows.const_data_ptr<scalar_t>(), d.params.n, d.cols.const_data_ptr<scalar_t>(),

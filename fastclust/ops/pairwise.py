@@ -11,32 +11,33 @@ _REDUCTIONS = ("mean", "sum")
 
 
 @torch.library.register_fake("fastclust::pairwise_loss")
-def _pairwise_loss_fake(rows, cols, u, l, kind, eps):
+def _pairwise_loss_fake(rows, cols, select_rows, select_cols, u, l, kind, eps):
     torch._check(rows.dim() == 2, lambda: "fastclust: rows must be a 2-D (n, k) tensor")
     loss = rows.new_empty((), dtype=acc_dtype(rows.dtype))
     return loss, rows.new_empty((), dtype=torch.long), rows.new_empty((), dtype=torch.long)
 
 
 @torch.library.register_fake("fastclust::pairwise_loss_backward")
-def _pairwise_loss_backward_fake(grad_sum, rows, cols, u, l, kind, eps):
+def _pairwise_loss_backward_fake(grad_sum, rows, cols, select_rows, select_cols, u, l, kind, eps):
     return rows.new_empty(rows.shape)
 
 
 def _pairwise_setup(ctx, inputs, output):
-    rows, cols, ctx.u, ctx.l, ctx.kind, ctx.eps = inputs
-    ctx.save_for_backward(rows, cols)
+    rows, cols, select_rows, select_cols, ctx.u, ctx.l, ctx.kind, ctx.eps = inputs
+    ctx.save_for_backward(rows, cols, select_rows, select_cols)
 
 
 def _pairwise_backward(ctx, grad_sum, _grad_pos, _grad_neg):
-    rows, cols = ctx.saved_tensors
+    rows, cols, select_rows, select_cols = ctx.saved_tensors
     args = (ctx.u, ctx.l, ctx.kind, ctx.eps)
     grad_rows = grad_cols = None
     if ctx.needs_input_grad[0]:
-        grad_rows = OPS.pairwise_loss_backward(grad_sum, rows, cols, *args)
+        grad_rows = OPS.pairwise_loss_backward(grad_sum, rows, cols, select_rows, select_cols, *args)
     if cols is not None and ctx.needs_input_grad[1]:
         # Every pair (i, j) of rows x cols is the pair (j, i) of cols x rows.
-        grad_cols = OPS.pairwise_loss_backward(grad_sum, cols, rows, *args)
-    return grad_rows, grad_cols, None, None, None, None
+        grad_cols = OPS.pairwise_loss_backward(grad_sum, cols, rows, select_cols, select_rows, *args)
+    # Selection carries no gradient.
+    return grad_rows, grad_cols, None, None, None, None, None, None
 
 
 torch.library.register_autograd("fastclust::pairwise_loss", _pairwise_backward,
@@ -53,12 +54,17 @@ class _GlobalPairwiseLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows, u, l, kind, eps, group):
-        cols = distributed.gather_rows(rows.detach(), group)
-        total, n_pos, n_neg = OPS.pairwise_loss(rows.detach(), cols, u, l, kind, eps)
+    def forward(ctx, rows, select, u, l, kind, eps, group):
+        rows = rows.detach()
+        if select is None:
+            cols, select_cols = distributed.gather_rows(rows, group), None
+        else:  # one gather for both, side by side
+            cols, select_cols = distributed.gather_rows(torch.cat([rows, select], 1), group).split(
+                [rows.shape[1], select.shape[1]], 1)
+        total, n_pos, n_neg = OPS.pairwise_loss(rows, cols, select, select_cols, u, l, kind, eps)
         # One all-reduce for all three; float64 holds the counts exactly up to 2^53 pairs.
         sums = distributed.all_reduce_sum(torch.stack([total.double(), n_pos.double(), n_neg.double()]), group)
-        ctx.save_for_backward(rows.detach(), cols)
+        ctx.save_for_backward(rows, cols, select, select_cols)
         ctx.args = (u, l, kind, eps)
         ctx.factor = 2 * distributed.world_size(group)
         ctx.mark_non_differentiable(n_pos, n_neg)
@@ -66,28 +72,31 @@ class _GlobalPairwiseLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_total, _grad_pos, _grad_neg):
-        rows, cols = ctx.saved_tensors
-        grad = OPS.pairwise_loss_backward(grad_total * ctx.factor, rows, cols, *ctx.args)
-        return grad, None, None, None, None, None
+        grad = OPS.pairwise_loss_backward(grad_total * ctx.factor, *ctx.saved_tensors, *ctx.args)
+        return grad, None, None, None, None, None, None
 
 
-def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch):
+def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch,
+              select):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"fastclust: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     features = feats if normalized else restraint(feats, p)
+    if select is not None:
+        select = select.detach()
+        select = select if normalized else restraint(select, p)
     args = (scalar(u, "u"), scalar(l, "l"), kind, scalar(eps, "eps"))
     group = distributed.resolve_group(group, global_batch)
     if group is None:
-        total, n_pos, n_neg = OPS.pairwise_loss(features, None, *args)
+        total, n_pos, n_neg = OPS.pairwise_loss(features, None, select, None, *args)
     else:
-        total, n_pos, n_neg = _GlobalPairwiseLoss.apply(features, *args, group)
+        total, n_pos, n_neg = _GlobalPairwiseLoss.apply(features, select, *args, group)
     if reduction == "mean":
         # No selected pair: 0 / 1, a zero loss with a zero gradient rather than NaN.
         total = total / (n_pos + n_neg).clamp_min(1).to(total.dtype)
     return (total, n_pos, n_neg) if return_stats else total
 
 
-def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7,
+def dac_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean", eps=1e-7,
              return_stats=False, group=None, global_batch=False):
     """Deep Adaptive Clustering loss (DAC Eq. 6-10) over all ordered pairs of a batch.
 
@@ -98,22 +107,29 @@ def dac_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", eps=1e-7
     the loss is 0. ``return_stats=True`` returns ``(loss, n_positive, n_negative)``. No n x n
     tensor is ever held, forward or backward.
 
+    ``select``: an ``(n, k')`` tensor, one row per row of ``feats`` (e.g. the network's outputs
+    for the clean images when ``feats`` are those of augmented copies), restrained the same way
+    (unless ``normalized``); pairs are then selected on its similarities instead of on ``S``,
+    and it gets no gradient. This is DAC's own procedure: the fixed network labels pairs, then
+    the network learns them on other views of the images.
+
     ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
     ``feats`` holds this rank's rows, pairs run over the batch gathered from all ranks, and the
     loss and counts are those of the whole batch (see :mod:`fastclust.distributed` for the
     gradient convention).
     """
     return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats, group,
-                     global_batch)
+                     global_batch, select)
 
 
-def dsec_loss(feats, u, l, *, p=2.0, normalized=False, reduction="mean", return_stats=False,
-              group=None, global_batch=False):
+def dsec_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean",
+              return_stats=False, group=None, global_batch=False):
     """Deep Self-Evolution Clustering loss (DSEC Eq. 2, 8-12).
 
     Indicator features ``I = restraint(feats, p)``; pairs are selected on the cosine of
     ``I_i, I_j`` (positive above u, negative below l) and pay ``(r_ij - I_i . I_j)^2`` with
-    ``r = 1`` for positives and 0 for negatives. Options as for :func:`dac_loss`.
+    ``r = 1`` for positives and 0 for negatives. Options as for :func:`dac_loss` (with
+    ``select``, on the cosine of the selector's indicator features).
     """
     return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats, group,
-                     global_batch)
+                     global_batch, select)

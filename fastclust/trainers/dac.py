@@ -1,4 +1,6 @@
 """DAC, Deep Adaptive Image Clustering (Chang et al., ICCV 2017)."""
+import torch
+
 import fastclust
 
 from ..augment import random_affine
@@ -16,14 +18,18 @@ class DAC(Method):
     As DAC's own code trains on augmented batches, images are warped a little (``affine``:
     rotation, shift, zoom by :func:`fastclust.augment.random_affine`), and each image enters
     its batch ``views`` times, each copy warped on its own: a copy and its twin start out as a
-    confident positive pair, which teaches the network invariance to the warps. ``passes``
-    passes over the data make one epoch (one step of the schedule); DAC's code trains each
-    selection 5 times.
+    confident positive pair, which teaches the network invariance to the warps. With
+    ``select_clean`` (DAC's procedure: the fixed network labels the pairs, then learns them),
+    pairs are selected on the network's outputs for the unwarped images and learnt on the
+    warped copies (``select=`` of :func:`fastclust.dac_loss`); otherwise on the warped copies
+    themselves. ``passes`` passes over the data make one epoch (one step of the schedule);
+    DAC's code trains each selection 5 times.
     """
 
     name = "dac"
     defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "eta": 0.009,
-                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2, "passes": 1}
+                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2, "passes": 1,
+                "select_clean": True}
 
     def build_model(self):
         p = self.params
@@ -36,17 +42,21 @@ class DAC(Method):
     def thresholds(self, epoch):
         return dac_thresholds(epoch, self.params["eta"])
 
-    def pairwise_loss(self, feats, u, l):
-        return fastclust.dac_loss(feats, u, l, return_stats=True, group=self.group)
+    def pairwise_loss(self, feats, u, l, select):
+        return fastclust.dac_loss(feats, u, l, select=select, return_stats=True, group=self.group)
 
     def epoch_settings(self, epoch):
         u, l = self.thresholds(epoch)
         return {"u": u, "l": l}
 
     def loss(self, model, x, epoch, step, generator):
+        select = None
         if self.params["affine"] and x.dim() == 4:
             # Unwarped copies would be identical rows: views only count for warped images.
             views = int(self.params["views"])
+            if self.params["select_clean"]:
+                with torch.no_grad():
+                    select = model(x).repeat(views, 1)
             x = random_affine(x.repeat(views, 1, 1, 1), generator.repeated(views))
-        loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch))
+        loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch), select)
         return loss, {"pos": n_pos, "neg": n_neg}

@@ -20,5 +20,6 @@ class DSEC(DAC):
         p = self.params
         return sect_thresholds(epoch, p["u"], p["l"], p["e"])
 
-    def pairwise_loss(self, feats, u, l):
-        return fastclust.dsec_loss(feats, u, l, p=self.params["p"], return_stats=True, group=self.group)
+    def pairwise_loss(self, feats, u, l, select):
+        return fastclust.dsec_loss(feats, u, l, select=select, p=self.params["p"], return_stats=True,
+                                   group=self.group)
