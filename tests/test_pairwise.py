@@ -100,12 +100,15 @@ def test_no_pair_selected_is_zero_not_nan(name):
 
 
 @losses
-def test_rectangular_block_matches_reference(name):
+@pytest.mark.parametrize("selectors", [False, True])
+def test_rectangular_block_matches_reference(name, selectors):
     kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
     rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
     cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
-    got = torch.ops.fastclust.pairwise_loss(rows, cols, None, None, 0.6, 0.2, kind, 1e-7)
-    want = reference.pairwise_loss(rows, cols, None, None, 0.6, 0.2, kind, 1e-7)
+    select = ((reference.restraint(features(37, 5, seed=3), 2.0),
+               reference.restraint(features(81, 5, seed=4), 2.0)) if selectors else (None, None))
+    got = torch.ops.fastclust.pairwise_loss(rows, cols, *select, 0.6, 0.2, kind, 1e-7)
+    want = reference.pairwise_loss(rows, cols, *select, 0.6, 0.2, kind, 1e-7)
     assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
     torch.testing.assert_close(got[0], want[0])
     torch.testing.assert_close(torch.autograd.grad(got[0], (rows, cols)),
@@ -129,21 +132,6 @@ def test_select_matches_reference(name, n, k, ks):
         assert (got[1].item(), got[2].item()) != (plain[1].item(), plain[2].item())
     same = loss_and_grad(fn, x, 0.7, 0.3, select=x)
     assert torch.equal(same[0], plain[0]) and torch.equal(same[3], plain[3])
-
-
-@losses
-def test_select_on_a_rectangular_block_matches_reference(name):
-    kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
-    rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
-    cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
-    select_rows = reference.restraint(features(37, 5, seed=3), 2.0)
-    select_cols = reference.restraint(features(81, 5, seed=4), 2.0)
-    got = torch.ops.fastclust.pairwise_loss(rows, cols, select_rows, select_cols, 0.6, 0.2, kind, 1e-7)
-    want = reference.pairwise_loss(rows, cols, select_rows, select_cols, 0.6, 0.2, kind, 1e-7)
-    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
-    torch.testing.assert_close(got[0], want[0])
-    torch.testing.assert_close(torch.autograd.grad(got[0], (rows, cols)),
-                               torch.autograd.grad(want[0], (rows, cols)))
 
 
 def test_select_hand_computed():
