@@ -8,6 +8,7 @@ import torch
 
 from fastclust.augment import Augment, RowGenerator, random_affine
 from fastclust.data import load_dataset
+from fastclust.nn import ConvTrunk
 from fastclust.trainers import METHODS, NonFiniteLossError, Trainer
 from fastclust.trainers.base import CHECKPOINT
 from fastclust.trainers.schedules import (aedac_epochs, aedac_thresholds, dac_epochs, dac_thresholds,
@@ -182,3 +183,18 @@ def test_batches_cover_the_data_once_per_pass(digits):
         seen = torch.cat(batches[first:first + 3])
         assert len(torch.unique(seen)) == 96
     assert not torch.equal(torch.cat(batches[:3]), torch.cat(batches[3:]))
+
+
+def test_conv_trunk_pool_grid_keeps_where_a_stroke_is():
+    torch.manual_seed(0)
+    # Freshly initialised BN in eval mode is the identity and the convs have no bias, so a zero
+    # background stays zero and a shift by 4 and 8 px (multiples of the two 2x2 pools) only moves
+    # the feature maps; the stroke stays 7 px (the trunk's reach) away from the borders.
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 8:12, 9:11] = 1
+    shifted = torch.roll(x, shifts=(4, 8), dims=(2, 3))
+    gap, grid = ConvTrunk(1, pool=1).eval(), ConvTrunk(1, pool=3).eval()
+    assert grid.out_dim == 64 * 9 and grid(x).shape == (1, 64 * 9)
+    with torch.no_grad():
+        torch.testing.assert_close(gap(x), gap(shifted))
+        assert not torch.allclose(grid(x), grid(shifted), atol=1e-3)

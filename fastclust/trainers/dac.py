@@ -28,12 +28,13 @@ class DAC(Method):
 
     name = "dac"
     defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "eta": 0.009,
-                "widths": (16, 32, 64), "depth": 1, "hidden": (512, 256), "affine": True, "views": 2, "passes": 1,
-                "select_clean": True}
+                "widths": (16, 32, 64), "depth": 1, "pool": 3, "hidden": (512, 256), "affine": True, "views": 2,
+                "passes": 1, "select_clean": True}
 
     def build_model(self):
         p = self.params
-        trunk = make_trunk(self.input_shape, widths=p["widths"], depth=p["depth"], hidden=p["hidden"])
+        trunk = make_trunk(self.input_shape, widths=p["widths"], depth=p["depth"], pool=p["pool"],
+                           hidden=p["hidden"])
         return ClusterNet(trunk, self.num_clusters)
 
     def schedule_epochs(self):
