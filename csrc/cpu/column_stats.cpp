@@ -95,29 +95,43 @@ struct Lanes {
 template <typename A>
 constexpr int64_t tile_cols() { return Lanes<A>::count; }
 
-// acc[r][j] = sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
+template <typename A>
+using TileRow = typename Lanes<A>::type;
+
+template <typename A>
+inline TileRow<A> load_tile_row(const A* p) {
+  TileRow<A> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row.
+template <typename A, typename T>
+inline void store_tile_row(const TileRow<A>& row, int64_t count, T* out) {
+  if (std::is_same_v<A, T> && count == tile_cols<A>()) {
+    std::memcpy(out, &row, sizeof row);
+    return;
+  }
+  A lanes[kNrMax];
+  std::memcpy(lanes, &row, sizeof row);
+  for (int64_t j = 0; j < count; ++j) out[j] = static_cast<T>(lanes[j]);
+}
+
+// sum[r][j] += sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
 // the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
-// columns). Each output is a sum in ascending s, whatever the tiling around it. The callers
-// pad x and y so that every read is in bounds; outputs past the matrices' edges are computed
-// and dropped.
+// columns), in ascending s. The callers pad x and y so that every read is in bounds; outputs
+// past the matrices' edges are computed and dropped.
 template <int64_t Mr, typename A>
 __attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, int64_t xs,
                                                       int64_t xr, const A* __restrict__ y,
                                                       int64_t ys, int64_t steps,
-                                                      A (&acc)[kMrWide][kNrMax]) {
-  using V = typename Lanes<A>::type;
-  V sum[Mr];
-#pragma GCC unroll 8
-  for (int64_t r = 0; r < Mr; ++r) sum[r] = V{};
+                                                      TileRow<A> (&sum)[kMrWide]) {
   for (int64_t s = 0; s < steps; ++s) {
-    V ys_row;
-    std::memcpy(&ys_row, y + s * ys, sizeof(V));
+    const TileRow<A> y_row = load_tile_row(y + s * ys);
     const A* xrow = x + s * xs;
 #pragma GCC unroll 8
-    for (int64_t r = 0; r < Mr; ++r) sum[r] += xrow[r * xr] * ys_row;
+    for (int64_t r = 0; r < Mr; ++r) sum[r] += xrow[r * xr] * y_row;
   }
-#pragma GCC unroll 8
-  for (int64_t r = 0; r < Mr; ++r) std::memcpy(acc[r], &sum[r], sizeof(V));
 }
 
 // The Gram's rows are V's columns [0, side); its columns start at V column `right` (k for the
@@ -148,51 +162,46 @@ FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t 
     }
   }
   constexpr int64_t nr = tile_cols<A>();
-  A acc[kMrWide][kNrMax];
   for (int64_t p0 = 0; p0 < s.side; p0 += Mr) {
     // V^T V: tiles wholly below the diagonal are mirrors; skip them.
     for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
-      micro_tile<Mr>(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, acc);
+      TileRow<A> sum[kMrWide];
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < Mr; ++r) sum[r] = TileRow<A>{};
+      micro_tile<Mr>(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, sum);
       for (int64_t r = 0; r < Mr && p0 + r < s.side; ++r)
-        for (int64_t j = 0; j < nr && q0 + j < s.side; ++j) gram[(p0 + r) * s.side + q0 + j] = acc[r][j];
+        store_tile_row<A>(sum[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
     }
   }
 }
 
-// grad_o[i, c] = sum over parts p of V_p[i, :] W[p k + :, o k + c] + 2 V[i, o k + c] grad_sq +
-// grad_sums, for rows [i0, i1). W has row stride ldw and room for a tile past its last column.
+// grad_o[i, c] = 2 V[i, o k + c] grad_sq + grad_sums + sum over parts p of
+// V_p[i, :] W[p k + :, o k + c], for rows [i0, i1). W (null: zero) has row stride ldw and room
+// for a tile past its last column; grad_sq and grad_sum hold 2k + kNrMax entries (zero padded).
 template <int64_t Mr, typename T, typename A>
 FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
-                                       const A* grad_sq, const A* grad_sum, int64_t i0, int64_t i1,
-                                       T* grad_a, T* grad_b) {
+                                          const A* grad_sq, const A* grad_sum, int64_t i0,
+                                          int64_t i1, T* grad_a, T* grad_b) {
   const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
   std::vector<A> staged(round_up(rows, Mr) * ld, A(0));
   x.load_rows(i0, i1, staged.data(), ld);
   constexpr int64_t nr = tile_cols<A>();
-  A acc[kMrWide][kNrMax], total[kMrWide][kNrMax];
   for (int64_t o = 0; o < 2; ++o) {
     T* out = o == 0 ? grad_a : grad_b;
     for (int64_t r0 = 0; r0 < rows; r0 += Mr) {
       for (int64_t c0 = 0; c0 < k; c0 += nr) {
-        for (int64_t r = 0; r < Mr; ++r)
-          for (int64_t j = 0; j < nr; ++j) total[r][j] = A(0);
+        const int64_t col = o * k + c0;
+        const TileRow<A> sq2 = A(2) * load_tile_row(grad_sq + col), sm = load_tile_row(grad_sum + col);
+        TileRow<A> sum[kMrWide];
+#pragma GCC unroll 8
+        for (int64_t r = 0; r < Mr; ++r) sum[r] = load_tile_row(staged.data() + (r0 + r) * ld + col) * sq2 + sm;
         for (int64_t part = 0; W != nullptr && part < 2; ++part) {
           if (!full && part == o) continue;  // the cross Gram pairs a with b only
-          micro_tile<Mr>(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + o * k + c0,
-                         ldw, k, acc);
-          for (int64_t r = 0; r < Mr; ++r)
-            for (int64_t j = 0; j < nr; ++j) total[r][j] += acc[r][j];
+          micro_tile<Mr>(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
+                         k, sum);
         }
-        for (int64_t r = 0; r < Mr && r0 + r < rows; ++r) {
-          const A* v = staged.data() + (r0 + r) * ld;
-          for (int64_t j = 0; j < nr && c0 + j < k; ++j) {
-            const int64_t col = o * k + c0 + j;
-            A g = total[r][j];
-            if (grad_sq != nullptr) g += A(2) * v[col] * grad_sq[col];
-            if (grad_sum != nullptr) g += grad_sum[col];
-            out[(i0 + r0 + r) * k + c0 + j] = static_cast<T>(g);
-          }
-        }
+        for (int64_t r = 0; r < Mr && r0 + r < rows; ++r)
+          store_tile_row<A>(sum[r], std::min(nr, k - c0), out + (i0 + r0 + r) * k + c0);
       }
     }
   }
@@ -226,11 +235,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor
       });
     });
     // Chunks added in order, in double; V^T V's lower triangle mirrors the upper one.
-    auto total = [&](int64_t idx) {
-      double t = 0;
-      for (int64_t c = 0; c < chunks; ++c) t += slots[c * slot_size + idx];
-      return static_cast<acc_t>(t);
-    };
+    std::vector<double> totals(slot_size, 0.0);
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t idx = 0; idx < slot_size; ++idx) totals[idx] += slots[c * slot_size + idx];
+    auto total = [&](int64_t idx) { return static_cast<acc_t>(totals[idx]); };
     acc_t* g = gram.mutable_data_ptr<acc_t>();
     for (int64_t p = 0; p < side; ++p)
       for (int64_t q = 0; q < side; ++q)
@@ -268,8 +276,15 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
             padded[row * ldw + col] = backward_weight(g, k, full_gram, row, col);
     }
     const acc_t* W = padded.empty() ? nullptr : padded.data();
-    const acc_t* sq = data_or_null<acc_t>(in.grad_sq_norms);
-    const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
+    // The vector gradients zero padded (an absent one is zero) for whole-tile-row loads.
+    auto padded_vector = [&](const at::Tensor& v) {
+      std::vector<acc_t> out(w + kNrMax, acc_t(0));
+      if (v.defined()) std::memcpy(out.data(), v.const_data_ptr<acc_t>(), w * sizeof(acc_t));
+      return out;
+    };
+    const auto grad_sq = padded_vector(in.grad_sq_norms), grad_sum = padded_vector(in.grad_sums);
+    const acc_t* sq = grad_sq.data();
+    const acc_t* sm = grad_sum.data();
     scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
     scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
     const int64_t block_work = kBackwardRows * w * k;
