@@ -72,13 +72,24 @@ struct Views {
   const T* a;
   const T* b;
   int64_t n, k;
-  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k), in the accumulation dtype.
+  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k + kCopyChunk), in the accumulation
+  // dtype. Copied in whole chunks of kCopyChunk entries, the last one running past the row's end
+  // (into b's part, written next, or the padding) wherever it stays inside the view: a copy of
+  // k entries would compile to a library memcpy call per row, which costs more than the Gram
+  // itself at k = 10.
+  static constexpr int64_t kCopyChunk = 16;
   template <typename A>
-  void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
+  __attribute__((always_inline)) void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
     for (int64_t i = i0; i < i1; ++i) {
-      A* v = rows + (i - i0) * ld;
-      for (int64_t c = 0; c < k; ++c) v[c] = static_cast<A>(a[i * k + c]);
-      for (int64_t c = 0; c < k; ++c) v[k + c] = static_cast<A>(b[i * k + c]);
+      for (int64_t part = 0; part < 2; ++part) {
+        const T* src = (part == 0 ? a : b) + i * k;
+        A* dst = rows + (i - i0) * ld + part * k;
+        int64_t c = 0;
+        for (; c < k && (i * k + c) + kCopyChunk <= n * k; c += kCopyChunk)
+#pragma GCC unroll 16
+          for (int64_t j = 0; j < kCopyChunk; ++j) dst[c + j] = static_cast<A>(src[c + j]);
+        for (; c < k; ++c) dst[c] = static_cast<A>(src[c]);
+      }
     }
   }
 };
@@ -105,16 +116,33 @@ inline TileRow<A> load_tile_row(const A* p) {
   return v;
 }
 
-// out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row.
+// out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row, and
+// a partial one in power-of-two pieces (constant-size copies compile to moves, where a copy
+// loop of `count` entries would become a library memcpy call per row).
 template <typename A, typename T>
 inline void store_tile_row(const TileRow<A>& row, int64_t count, T* out) {
-  if (std::is_same_v<A, T> && count == tile_cols<A>()) {
-    std::memcpy(out, &row, sizeof row);
-    return;
-  }
   A lanes[kNrMax];
   std::memcpy(lanes, &row, sizeof row);
-  for (int64_t j = 0; j < count; ++j) out[j] = static_cast<T>(lanes[j]);
+  if constexpr (std::is_same_v<A, T>) {
+    if (count == tile_cols<A>()) {
+      std::memcpy(out, &row, sizeof row);
+      return;
+    }
+    int64_t j = 0;
+    const auto piece = [&](auto width) {
+      if (count - j >= width) {
+        std::memcpy(out + j, lanes + j, width * sizeof(T));
+        j += width;
+      }
+    };
+    static_assert(kNrMax <= 16, "pieces of 8, 4, 2 and 1 cover a partial row");
+    piece(std::integral_constant<int64_t, 8>{});
+    piece(std::integral_constant<int64_t, 4>{});
+    piece(std::integral_constant<int64_t, 2>{});
+    piece(std::integral_constant<int64_t, 1>{});
+  } else {
+    for (int64_t j = 0; j < count; ++j) out[j] = static_cast<T>(lanes[j]);
+  }
 }
 
 // sum[r][j] += sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
@@ -143,6 +171,7 @@ struct GramShape {
 
 // Row stride of a staged block of V rows: room for a tile reading past V's last column.
 inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMrWide; }
+static_assert(kNrMax + kMrWide >= Views<float>::kCopyChunk, "a row copy's last chunk must fit");
 
 // slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
 template <int64_t Mr, typename T, typename A>
