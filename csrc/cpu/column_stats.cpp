@@ -109,11 +109,11 @@ constexpr int64_t tile_cols() { return Lanes<A>::count; }
 template <typename A>
 using TileRow = typename Lanes<A>::type;
 
+// By reference rather than returned: a 64-byte vector has no register ABI outside the
+// AVX-512 clone.
 template <typename A>
-inline TileRow<A> load_tile_row(const A* p) {
-  TileRow<A> v;
+inline void load_tile_row(const A* p, TileRow<A>& v) {
   std::memcpy(&v, p, sizeof v);
-  return v;
 }
 
 // out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row, and
@@ -155,7 +155,8 @@ __attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, i
                                                       int64_t ys, int64_t steps,
                                                       TileRow<A> (&sum)[kMrWide]) {
   for (int64_t s = 0; s < steps; ++s) {
-    const TileRow<A> y_row = load_tile_row(y + s * ys);
+    TileRow<A> y_row;
+    load_tile_row(y + s * ys, y_row);
     const A* xrow = x + s * xs;
 #pragma GCC unroll 8
     for (int64_t r = 0; r < Mr; ++r) sum[r] += xrow[r * xr] * y_row;
@@ -220,10 +221,15 @@ FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A*
     for (int64_t r0 = 0; r0 < rows; r0 += Mr) {
       for (int64_t c0 = 0; c0 < k; c0 += nr) {
         const int64_t col = o * k + c0;
-        const TileRow<A> sq2 = A(2) * load_tile_row(grad_sq + col), sm = load_tile_row(grad_sum + col);
-        TileRow<A> sum[kMrWide];
+        TileRow<A> sq, sm, sum[kMrWide];
+        load_tile_row(grad_sq + col, sq);
+        load_tile_row(grad_sum + col, sm);
+        const TileRow<A> sq2 = A(2) * sq;
 #pragma GCC unroll 8
-        for (int64_t r = 0; r < Mr; ++r) sum[r] = load_tile_row(staged.data() + (r0 + r) * ld + col) * sq2 + sm;
+        for (int64_t r = 0; r < Mr; ++r) {
+          load_tile_row(staged.data() + (r0 + r) * ld + col, sum[r]);
+          sum[r] = sum[r] * sq2 + sm;
+        }
         for (int64_t part = 0; W != nullptr && part < 2; ++part) {
           if (!full && part == o) continue;  // the cross Gram pairs a with b only
           micro_tile<Mr>(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
