@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -174,6 +175,20 @@ struct GramShape {
 inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMrWide; }
 static_assert(kNrMax + kMrWide >= Views<float>::kCopyChunk, "a row copy's last chunk must fit");
 
+// Rows [i0, i1) of V, row stride staged_stride(k), followed by zero rows up to padded_rows; the
+// columns past 2k are zero too (tiles read them into outputs that are dropped). Only the
+// padding is cleared: zero-filling the whole block first cost as much as copying it.
+template <typename T, typename A>
+std::unique_ptr<A[]> stage_rows(const Views<T>& x, int64_t i0, int64_t i1, int64_t padded_rows) {
+  const int64_t ld = staged_stride(x.k), w = 2 * x.k, rows = i1 - i0;
+  std::unique_ptr<A[]> staged(new A[padded_rows * ld]);
+  x.load_rows(i0, i1, staged.get(), ld);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < kNrMax + kMrWide; ++c) staged[i * ld + w + c] = A(0);
+  std::fill(staged.get() + rows * ld, staged.get() + padded_rows * ld, A(0));
+  return staged;
+}
+
 // slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
 template <int64_t Mr, typename T, typename A>
 FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
@@ -182,10 +197,9 @@ FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t 
   A* __restrict__ gram = slot;
   A* __restrict__ sq = slot + s.side * s.side;
   A* __restrict__ sum = sq + w;
-  std::vector<A> staged(rows * ld, A(0));
-  x.load_rows(i0, i1, staged.data(), ld);
+  const auto staged = stage_rows<T, A>(x, i0, i1, rows);
   for (int64_t i = 0; i < rows; ++i) {
-    const A* v = staged.data() + i * ld;
+    const A* v = staged.get() + i * ld;
     for (int64_t c = 0; c < w; ++c) {
       sq[c] += v[c] * v[c];
       sum[c] += v[c];
@@ -198,7 +212,7 @@ FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t 
       TileRow<A> sum[kMrWide];
 #pragma GCC unroll 8
       for (int64_t r = 0; r < Mr; ++r) sum[r] = TileRow<A>{};
-      micro_tile<Mr>(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, sum);
+      micro_tile<Mr>(staged.get() + p0, ld, 1, staged.get() + s.right + q0, ld, rows, sum);
       for (int64_t r = 0; r < Mr && p0 + r < s.side; ++r)
         store_tile_row<A>(sum[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
     }
@@ -213,8 +227,7 @@ FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A*
                                           const A* grad_sq, const A* grad_sum, int64_t i0,
                                           int64_t i1, T* grad_a, T* grad_b) {
   const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
-  std::vector<A> staged(round_up(rows, Mr) * ld, A(0));
-  x.load_rows(i0, i1, staged.data(), ld);
+  const auto staged = stage_rows<T, A>(x, i0, i1, round_up(rows, Mr));
   constexpr int64_t nr = tile_cols<A>();
   for (int64_t o = 0; o < 2; ++o) {
     T* out = o == 0 ? grad_a : grad_b;
@@ -227,12 +240,12 @@ FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A*
         const TileRow<A> sq2 = A(2) * sq;
 #pragma GCC unroll 8
         for (int64_t r = 0; r < Mr; ++r) {
-          load_tile_row(staged.data() + (r0 + r) * ld + col, sum[r]);
+          load_tile_row(staged.get() + (r0 + r) * ld + col, sum[r]);
           sum[r] = sum[r] * sq2 + sm;
         }
         for (int64_t part = 0; W != nullptr && part < 2; ++part) {
           if (!full && part == o) continue;  // the cross Gram pairs a with b only
-          micro_tile<Mr>(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
+          micro_tile<Mr>(staged.get() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
                          k, sum);
         }
         for (int64_t r = 0; r < Mr && r0 + r < rows; ++r)
