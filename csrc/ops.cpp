@@ -49,6 +49,13 @@ TORCH_LIBRARY(fastclust, m) {
       "column_loss_from_stats(Tensor gram, Tensor sq_norms, Tensor sums, int kind, float tau, "
       "float weight) -> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, "
       "Tensor grad_gram, Tensor grad_sq_norms, Tensor grad_sums)");
+  // The local loss in one call: column_stats then column_loss_from_stats, same outputs as the
+  // latter; its backward is one column_stats_backward. The distributed path keeps the two ops
+  // apart to all-reduce the statistics between them.
+  m.def(
+      "column_loss(Tensor a, Tensor b, int kind, float tau, float weight) "
+      "-> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, Tensor grad_gram, "
+      "Tensor grad_sq_norms, Tensor grad_sums)");
 
   // ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
   // Row-wise x / max(||x||_2, 1e-12), as torch.nn.functional.normalize.

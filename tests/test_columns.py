@@ -169,6 +169,39 @@ def test_opcheck(device):
                 (torch.randn_like(gram), None, None, a.detach(), b.detach(), full_gram))
         stats = [s.requires_grad_() for s in (gram, sq, sums)]
         opcheck(OPS.column_loss_from_stats.default, (*stats, kind, 0.5, 2.0))
+        opcheck(OPS.column_loss.default, (a, b, kind, 0.5, 2.0))
+
+
+@devices
+@pytest.mark.parametrize("kind", [PICA, CLUSTER_CONTRASTIVE])
+def test_fused_op_is_the_split_ops(device, kind):
+    # The local loss's single op runs the same kernels as column_stats -> column_loss_from_stats
+    # (the distributed path), and its backward the same column_stats_backward: same bits, for
+    # the loss and for each part on its own.
+    a, b = views(300, 17, dtype=torch.float32, device=device, seed=7)
+    full_gram = kind == CLUSTER_CONTRASTIVE
+
+    def split(x, y):
+        return OPS.column_loss_from_stats(*OPS.column_stats(x, y, full_gram), kind, 0.5, 1.5)[:3]
+
+    def fused(x, y):
+        return OPS.column_loss(x, y, kind, 0.5, 1.5)[:3]
+
+    for part in (None, 0, 1, 2):
+        pick = (lambda out: out) if part is None else (lambda out, p=part: out[p])
+        got = outputs_and_grads(lambda x, y: pick(fused(x, y)), a, b, {})
+        want = outputs_and_grads(lambda x, y: pick(split(x, y)), a, b, {})
+        for g, w in zip(got[0] + got[1], want[0] + want[1]):
+            assert torch.equal(g, w)
+
+
+@devices
+@pytest.mark.parametrize("kind", [PICA, CLUSTER_CONTRASTIVE])
+def test_gradcheck_fused_op(device, kind):
+    a, b = views(6, 3, seed=8, device=device)
+    a.requires_grad_()
+    b.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y: OPS.column_loss(x, y, kind, 0.7, 1.3)[:3], (a, b))
 
 
 @front_ends
@@ -327,6 +360,16 @@ def test_bad_op_arguments():
         OPS.column_stats_backward(gram, None, None, a, b, True)
     with pytest.raises(RuntimeError, match=r"grad_sums must have shape \[6\]"):
         OPS.column_stats_backward(None, None, sums[:3], a, b, False)
+    with pytest.raises(RuntimeError, match=r"kind must be 0 \(PICA\) or 1 \(cluster contrastive\)"):
+        OPS.column_loss(a, b, -1, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match="tau"):
+        OPS.column_loss(a, b, CLUSTER_CONTRASTIVE, 0.0, 1.0)
+    with pytest.raises(RuntimeError, match="the entropy weight"):
+        OPS.column_loss(a, b, PICA, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="the second view"):
+        OPS.column_loss(a, b[:, :2], PICA, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match="k >= 2"):
+        OPS.column_loss(a[:, :1], b[:, :1], PICA, 1.0, 1.0)
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")

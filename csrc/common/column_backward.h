@@ -8,6 +8,7 @@
 #include <ATen/OpMathType.h>
 
 #include <optional>
+#include <tuple>
 
 #include "common/column_checks.h"
 
@@ -40,6 +41,24 @@ inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor
   const auto acc_dtype = at::toOpMathType(a.scalar_type());
   return {a.contiguous(), b.contiguous(), column_vector(grad_gram, acc_dtype),
           column_vector(grad_sq_norms, acc_dtype), column_vector(grad_sums, acc_dtype), a.size(0), k};
+}
+
+}  // namespace fastclust
+
+namespace fastclust {
+
+// The local (non-distributed) loss in one op, shared by the CPU and CUDA entry points: the
+// device's column_stats then its column_loss_from_stats, with no dispatcher or autograd between
+// them. At the sizes people train with the passes take tens of microseconds, so the op call
+// and autograd node this saves are a good part of the time.
+template <typename Stats, typename Loss>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fused_column_loss(
+    const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau, double weight,
+    const Stats& stats, const Loss& loss) {
+  FC_CHECK(kind >= 0 && kind < kNumColumnLossKinds,
+           "kind must be 0 (PICA) or 1 (cluster contrastive), got ", kind);
+  const auto [gram, sq_norms, sums] = stats(a, b, kind == kClusterContrastive);
+  return loss(gram, sq_norms, sums, kind, tau, weight);
 }
 
 }  // namespace fastclust

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common/column_checks.h"
@@ -26,8 +28,34 @@ constexpr int64_t kMinChunkRows = 128;    // rows per chunk at the least
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxSlotBytes = int64_t(64) << 20;  // all chunks' partial Grams together
 constexpr int64_t kBackwardRows = 64;     // rows per backward task
-// Register tile of the micro-kernel: kMr rows x tile_cols<A>() columns (at most kNrMax).
-constexpr int64_t kMr = 4, kNrMax = 16;
+// Register tile of the micro-kernel: Mr rows x tile_cols<A>() columns (at most kNrMax). Mr is
+// kMrWide where AVX-512 gives 32 vector registers (eight rows of accumulators fit), kMrNarrow
+// with 16 (AVX2, SSE2).
+constexpr int64_t kMrNarrow = 4, kMrWide = 8, kNrMax = 16;
+
+// The column kernels are compiled for AVX-512 too (FC_CPU_MULTIVERSION's clones plus
+// x86-64-v4), where the wider tile doubles the multiply-adds per cycle of the Gram and backward
+// passes; tile_rows_for_cpu() picks Mr to match the clone the loader chose.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FC_COLUMN_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+inline bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("x86-64-v4");
+  return has;
+}
+#else
+#define FC_COLUMN_MULTIVERSION FC_CPU_MULTIVERSION
+inline bool cpu_has_avx512() { return false; }
+#endif
+
+// f(std::integral_constant<int64_t, Mr>{}) with this machine's register-tile rows.
+template <typename F>
+void with_tile_rows(const F& f) {
+  if (cpu_has_avx512())
+    f(std::integral_constant<int64_t, kMrWide>{});
+  else
+    f(std::integral_constant<int64_t, kMrNarrow>{});
+}
 
 inline int64_t ceil_div_host(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div_host(a, b) * b; }
@@ -45,62 +73,94 @@ struct Views {
   const T* a;
   const T* b;
   int64_t n, k;
-  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k), in the accumulation dtype.
+  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k + kCopyChunk), in the accumulation
+  // dtype. Copied in whole chunks of kCopyChunk entries, the last one running past the row's end
+  // (into b's part, written next, or the padding) wherever it stays inside the view: a copy of
+  // k entries would compile to a library memcpy call per row, which costs more than the Gram
+  // itself at k = 10.
+  static constexpr int64_t kCopyChunk = 16;
   template <typename A>
-  void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
+  __attribute__((always_inline)) void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
     for (int64_t i = i0; i < i1; ++i) {
-      A* v = rows + (i - i0) * ld;
-      for (int64_t c = 0; c < k; ++c) v[c] = static_cast<A>(a[i * k + c]);
-      for (int64_t c = 0; c < k; ++c) v[k + c] = static_cast<A>(b[i * k + c]);
+      for (int64_t part = 0; part < 2; ++part) {
+        const T* src = (part == 0 ? a : b) + i * k;
+        A* dst = rows + (i - i0) * ld + part * k;
+        int64_t c = 0;
+        for (; c < k && (i * k + c) + kCopyChunk <= n * k; c += kCopyChunk)
+#pragma GCC unroll 16
+          for (int64_t j = 0; j < kCopyChunk; ++j) dst[c + j] = static_cast<A>(src[c + j]);
+        for (; c < k; ++c) dst[c] = static_cast<A>(src[c]);
+      }
     }
   }
 };
 
-// Half a register-tile row: 32 bytes of A as one GCC vector. Each clone of
-// FC_CPU_MULTIVERSION maps it onto its own registers (one AVX2 register, or two SSE2 ones).
+// A register-tile row: 64 bytes of A as one GCC vector. Each clone maps it onto its own
+// registers (one AVX-512 register, two AVX2 or four SSE2 ones).
 template <typename A>
 struct Lanes {
-  typedef A type __attribute__((vector_size(32)));
-  static constexpr int64_t count = 32 / sizeof(A);
+  typedef A type __attribute__((vector_size(64)));
+  static constexpr int64_t count = 64 / sizeof(A);
 };
 
-// Columns of the register tile: two vectors (16 float, 8 double).
+// Columns of the register tile (16 float, 8 double).
 template <typename A>
-constexpr int64_t tile_cols() { return 2 * Lanes<A>::count; }
+constexpr int64_t tile_cols() { return Lanes<A>::count; }
 
-// acc[r][j] = sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < kMr, j < tile_cols<A>():
-// the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
-// columns). Each output is a sum in ascending s, whatever the tiling around it. The callers
-// pad x and y so that every read is in bounds; outputs past the matrices' edges are computed
-// and dropped.
 template <typename A>
+using TileRow = typename Lanes<A>::type;
+
+// By reference rather than returned: a 64-byte vector has no register ABI outside the
+// AVX-512 clone.
+template <typename A>
+inline void load_tile_row(const A* p, TileRow<A>& v) {
+  std::memcpy(&v, p, sizeof v);
+}
+
+// out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row, and
+// a partial one in power-of-two pieces (constant-size copies compile to moves, where a copy
+// loop of `count` entries would become a library memcpy call per row).
+template <typename A, typename T>
+inline void store_tile_row(const TileRow<A>& row, int64_t count, T* out) {
+  A lanes[kNrMax];
+  std::memcpy(lanes, &row, sizeof row);
+  if constexpr (std::is_same_v<A, T>) {
+    if (count == tile_cols<A>()) {
+      std::memcpy(out, &row, sizeof row);
+      return;
+    }
+    int64_t j = 0;
+    const auto piece = [&](auto width) {
+      if (count - j >= width) {
+        std::memcpy(out + j, lanes + j, width * sizeof(T));
+        j += width;
+      }
+    };
+    static_assert(kNrMax <= 16, "pieces of 8, 4, 2 and 1 cover a partial row");
+    piece(std::integral_constant<int64_t, 8>{});
+    piece(std::integral_constant<int64_t, 4>{});
+    piece(std::integral_constant<int64_t, 2>{});
+    piece(std::integral_constant<int64_t, 1>{});
+  } else {
+    for (int64_t j = 0; j < count; ++j) out[j] = static_cast<T>(lanes[j]);
+  }
+}
+
+// sum[r][j] += sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
+// the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
+// columns), in ascending s. The callers pad x and y so that every read is in bounds; outputs
+// past the matrices' edges are computed and dropped.
+template <int64_t Mr, typename A>
 __attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, int64_t xs,
                                                       int64_t xr, const A* __restrict__ y,
                                                       int64_t ys, int64_t steps,
-                                                      A (&acc)[kMr][kNrMax]) {
-  static_assert(kMr == 4, "the register tile holds four rows");
-  using V = typename Lanes<A>::type;
-  constexpr int64_t half = Lanes<A>::count;
-  V lo0 = {}, lo1 = {}, lo2 = {}, lo3 = {}, hi0 = {}, hi1 = {}, hi2 = {}, hi3 = {};
+                                                      TileRow<A> (&sum)[kMrWide]) {
   for (int64_t s = 0; s < steps; ++s) {
-    V ylo, yhi;
-    std::memcpy(&ylo, y + s * ys, sizeof(V));
-    std::memcpy(&yhi, y + s * ys + half, sizeof(V));
+    TileRow<A> y_row;
+    load_tile_row(y + s * ys, y_row);
     const A* xrow = x + s * xs;
-    const A x0 = xrow[0], x1 = xrow[xr], x2 = xrow[2 * xr], x3 = xrow[3 * xr];
-    lo0 += x0 * ylo;
-    hi0 += x0 * yhi;
-    lo1 += x1 * ylo;
-    hi1 += x1 * yhi;
-    lo2 += x2 * ylo;
-    hi2 += x2 * yhi;
-    lo3 += x3 * ylo;
-    hi3 += x3 * yhi;
-  }
-  const V* rows[kMr][2] = {{&lo0, &hi0}, {&lo1, &hi1}, {&lo2, &hi2}, {&lo3, &hi3}};
-  for (int64_t r = 0; r < kMr; ++r) {
-    std::memcpy(acc[r], rows[r][0], sizeof(V));
-    std::memcpy(acc[r] + half, rows[r][1], sizeof(V));
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < Mr; ++r) sum[r] += xrow[r * xr] * y_row;
   }
 }
 
@@ -112,71 +172,84 @@ struct GramShape {
 };
 
 // Row stride of a staged block of V rows: room for a tile reading past V's last column.
-inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMr; }
+inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMrWide; }
+static_assert(kNrMax + kMrWide >= Views<float>::kCopyChunk, "a row copy's last chunk must fit");
+
+// Rows [i0, i1) of V, row stride staged_stride(k), followed by zero rows up to padded_rows; the
+// columns past 2k are zero too (tiles read them into outputs that are dropped). Only the
+// padding is cleared: zero-filling the whole block first cost as much as copying it.
+template <typename T, typename A>
+std::unique_ptr<A[]> stage_rows(const Views<T>& x, int64_t i0, int64_t i1, int64_t padded_rows) {
+  const int64_t ld = staged_stride(x.k), w = 2 * x.k, rows = i1 - i0;
+  std::unique_ptr<A[]> staged(new A[padded_rows * ld]);
+  x.load_rows(i0, i1, staged.get(), ld);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < kNrMax + kMrWide; ++c) staged[i * ld + w + c] = A(0);
+  std::fill(staged.get() + rows * ld, staged.get() + padded_rows * ld, A(0));
+  return staged;
+}
 
 // slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
-template <typename T, typename A>
-FC_CPU_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
+template <int64_t Mr, typename T, typename A>
+FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
                                      A* __restrict__ slot) {
   const int64_t w = 2 * x.k, ld = staged_stride(x.k), rows = i1 - i0;
   A* __restrict__ gram = slot;
   A* __restrict__ sq = slot + s.side * s.side;
   A* __restrict__ sum = sq + w;
-  std::vector<A> staged(rows * ld, A(0));
-  x.load_rows(i0, i1, staged.data(), ld);
+  const auto staged = stage_rows<T, A>(x, i0, i1, rows);
   for (int64_t i = 0; i < rows; ++i) {
-    const A* v = staged.data() + i * ld;
+    const A* v = staged.get() + i * ld;
     for (int64_t c = 0; c < w; ++c) {
       sq[c] += v[c] * v[c];
       sum[c] += v[c];
     }
   }
   constexpr int64_t nr = tile_cols<A>();
-  A acc[kMr][kNrMax];
-  for (int64_t p0 = 0; p0 < s.side; p0 += kMr) {
+  for (int64_t p0 = 0; p0 < s.side; p0 += Mr) {
     // V^T V: tiles wholly below the diagonal are mirrors; skip them.
     for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
-      micro_tile(staged.data() + p0, ld, 1, staged.data() + s.right + q0, ld, rows, acc);
-      for (int64_t r = 0; r < kMr && p0 + r < s.side; ++r)
-        for (int64_t j = 0; j < nr && q0 + j < s.side; ++j) gram[(p0 + r) * s.side + q0 + j] = acc[r][j];
+      TileRow<A> sum[kMrWide];
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < Mr; ++r) sum[r] = TileRow<A>{};
+      micro_tile<Mr>(staged.get() + p0, ld, 1, staged.get() + s.right + q0, ld, rows, sum);
+      for (int64_t r = 0; r < Mr && p0 + r < s.side; ++r)
+        store_tile_row<A>(sum[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
     }
   }
 }
 
-// grad_o[i, c] = sum over parts p of V_p[i, :] W[p k + :, o k + c] + 2 V[i, o k + c] grad_sq +
-// grad_sums, for rows [i0, i1). W has row stride ldw and room for a tile past its last column.
-template <typename T, typename A>
-FC_CPU_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
-                                       const A* grad_sq, const A* grad_sum, int64_t i0, int64_t i1,
-                                       T* grad_a, T* grad_b) {
+// grad_o[i, c] = 2 V[i, o k + c] grad_sq + grad_sums + sum over parts p of
+// V_p[i, :] W[p k + :, o k + c], for rows [i0, i1). W (null: zero) has row stride ldw and room
+// for a tile past its last column; grad_sq and grad_sum hold 2k + kNrMax entries (zero padded).
+template <int64_t Mr, typename T, typename A>
+FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
+                                          const A* grad_sq, const A* grad_sum, int64_t i0,
+                                          int64_t i1, T* grad_a, T* grad_b) {
   const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
-  std::vector<A> staged(round_up(rows, kMr) * ld, A(0));
-  x.load_rows(i0, i1, staged.data(), ld);
+  const auto staged = stage_rows<T, A>(x, i0, i1, round_up(rows, Mr));
   constexpr int64_t nr = tile_cols<A>();
-  A acc[kMr][kNrMax], total[kMr][kNrMax];
   for (int64_t o = 0; o < 2; ++o) {
     T* out = o == 0 ? grad_a : grad_b;
-    for (int64_t r0 = 0; r0 < rows; r0 += kMr) {
+    for (int64_t r0 = 0; r0 < rows; r0 += Mr) {
       for (int64_t c0 = 0; c0 < k; c0 += nr) {
-        for (int64_t r = 0; r < kMr; ++r)
-          for (int64_t j = 0; j < nr; ++j) total[r][j] = A(0);
+        const int64_t col = o * k + c0;
+        TileRow<A> sq, sm, sum[kMrWide];
+        load_tile_row(grad_sq + col, sq);
+        load_tile_row(grad_sum + col, sm);
+        const TileRow<A> sq2 = A(2) * sq;
+#pragma GCC unroll 8
+        for (int64_t r = 0; r < Mr; ++r) {
+          load_tile_row(staged.get() + (r0 + r) * ld + col, sum[r]);
+          sum[r] = sum[r] * sq2 + sm;
+        }
         for (int64_t part = 0; W != nullptr && part < 2; ++part) {
           if (!full && part == o) continue;  // the cross Gram pairs a with b only
-          micro_tile(staged.data() + r0 * ld + part * k, 1, ld, W + part * k * ldw + o * k + c0,
-                     ldw, k, acc);
-          for (int64_t r = 0; r < kMr; ++r)
-            for (int64_t j = 0; j < nr; ++j) total[r][j] += acc[r][j];
+          micro_tile<Mr>(staged.get() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
+                         k, sum);
         }
-        for (int64_t r = 0; r < kMr && r0 + r < rows; ++r) {
-          const A* v = staged.data() + (r0 + r) * ld;
-          for (int64_t j = 0; j < nr && c0 + j < k; ++j) {
-            const int64_t col = o * k + c0 + j;
-            A g = total[r][j];
-            if (grad_sq != nullptr) g += A(2) * v[col] * grad_sq[col];
-            if (grad_sum != nullptr) g += grad_sum[col];
-            out[(i0 + r0 + r) * k + c0 + j] = static_cast<T>(g);
-          }
-        }
+        for (int64_t r = 0; r < Mr && r0 + r < rows; ++r)
+          store_tile_row<A>(sum[r], std::min(nr, k - c0), out + (i0 + r0 + r) * k + c0);
       }
     }
   }
@@ -202,17 +275,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor
     const int64_t chunk_rows = std::max(kMinChunkRows, ceil_div_host(n, max_chunks));
     const int64_t chunks = ceil_div_host(n, chunk_rows);
     std::vector<acc_t> slots(chunks * slot_size, acc_t(0));
-    at::parallel_for(0, chunks, grain_for(chunk_rows * side * side), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c)
-        stats_chunk(x, shape, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
-                    slots.data() + c * slot_size);
+    with_tile_rows([&](auto mr) {
+      at::parallel_for(0, chunks, grain_for(chunk_rows * side * side), [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c)
+          stats_chunk<decltype(mr)::value>(x, shape, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
+                            slots.data() + c * slot_size);
+      });
     });
     // Chunks added in order, in double; V^T V's lower triangle mirrors the upper one.
-    auto total = [&](int64_t idx) {
-      double t = 0;
-      for (int64_t c = 0; c < chunks; ++c) t += slots[c * slot_size + idx];
-      return static_cast<acc_t>(t);
-    };
+    std::vector<double> totals(slot_size, 0.0);
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t idx = 0; idx < slot_size; ++idx) totals[idx] += slots[c * slot_size + idx];
+    auto total = [&](int64_t idx) { return static_cast<acc_t>(totals[idx]); };
     acc_t* g = gram.mutable_data_ptr<acc_t>();
     for (int64_t p = 0; p < side; ++p)
       for (int64_t q = 0; q < side; ++q)
@@ -250,18 +324,56 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
             padded[row * ldw + col] = backward_weight(g, k, full_gram, row, col);
     }
     const acc_t* W = padded.empty() ? nullptr : padded.data();
-    const acc_t* sq = data_or_null<acc_t>(in.grad_sq_norms);
-    const acc_t* sm = data_or_null<acc_t>(in.grad_sums);
+    // The vector gradients zero padded (an absent one is zero) for whole-tile-row loads.
+    auto padded_vector = [&](const at::Tensor& v) {
+      std::vector<acc_t> out(w + kNrMax, acc_t(0));
+      if (v.defined()) std::memcpy(out.data(), v.const_data_ptr<acc_t>(), w * sizeof(acc_t));
+      return out;
+    };
+    const auto grad_sq = padded_vector(in.grad_sq_norms), grad_sum = padded_vector(in.grad_sums);
+    const acc_t* sq = grad_sq.data();
+    const acc_t* sm = grad_sum.data();
     scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
     scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
     const int64_t block_work = kBackwardRows * w * k;
-    at::parallel_for(0, ceil_div_host(n, kBackwardRows), grain_for(block_work), [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t)
-        backward_rows(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
-                      std::min(n, (t + 1) * kBackwardRows), ga, gb);
+    with_tile_rows([&](auto mr) {
+      at::parallel_for(0, ceil_div_host(n, kBackwardRows), grain_for(block_work), [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t)
+          backward_rows<decltype(mr)::value>(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
+                              std::min(n, (t + 1) * kBackwardRows), ga, gb);
+      });
     });
   });
   return {grad_a, grad_b};
+}
+
+template <typename T>
+T max_of(T a, T b) { return a > b ? a : b; }
+
+// One row of the similarity matrix sim[c] = g_row[c] scale u_cols[c]: its cross-entropy
+// against column pos (column `excluded` left out of the softmax, -1: none), its entries'
+// gradients dg_row = d loss / d gram, and reduced = sum_c (d loss / d sim[c]) sim[c]. Written
+// as whole-row loops (lane-split reductions, a vector exp): a k = 70 row is then a few hundred
+// cycles, where a scalar loop with a library exp per entry cost ten times that.
+template <typename T>
+FC_COLUMN_MULTIVERSION void loss_row(const T* __restrict__ g_row, const T* __restrict__ u_cols,
+                                     T scale, int64_t rows, int64_t pos, int64_t excluded,
+                                     T inv_rows, T* __restrict__ sim, T* __restrict__ e,
+                                     T* __restrict__ dg_row, T& loss, T& reduced) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  for (int64_t c = 0; c < rows; ++c) sim[c] = g_row[c] * scale * u_cols[c];
+  for (int64_t c = 0; c < rows; ++c) e[c] = sim[c];
+  if (excluded >= 0) e[excluded] = kNegInf;  // exp(-inf) = 0: outside the denominator
+  const T mx = reduce_lanes(rows, kNegInf, max_of<T>, [&](int64_t c) { return e[c]; });
+  exp_shifted(e, mx, e, rows);
+  const T sum_exp = reduce_lanes(rows, T(0), plus<T>, [&](int64_t c) { return e[c]; });
+  const T inv_sum = T(1) / sum_exp;
+  loss = mx + fc_log(sum_exp) - sim[pos];
+  const T softmax_pos = e[pos] * inv_sum;
+  for (int64_t c = 0; c < rows; ++c) e[c] = cross_entropy_grad(e[c] * inv_sum, false, inv_rows);
+  e[pos] = cross_entropy_grad(softmax_pos, true, inv_rows);
+  reduced = dot_lanes(e, sim, rows);
+  for (int64_t c = 0; c < rows; ++c) dg_row[c] = e[c] * scale * u_cols[c];
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -290,29 +402,10 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
     // A row costs an exp per entry, about 16 multiply-adds each.
     at::parallel_for(0, rows, grain_for(16 * rows), [&](int64_t begin, int64_t end) {
       std::vector<T> sim(rows), e(rows);
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t pos = positive_column(kind, r, k);
-        const T scale = u[r] * inv_tau;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t c = 0; c < rows; ++c) {
-          sim[c] = g[r * rows + c] * scale * u_cols[c];
-          if (in_denominator(kind, r, c)) mx = fc_max(mx, sim[c]);
-        }
-        T sum_exp = 0;
-        for (int64_t c = 0; c < rows; ++c) {
-          e[c] = in_denominator(kind, r, c) ? fc_exp(sim[c] - mx) : T(0);
-          sum_exp += e[c];
-        }
-        const T inv_sum = T(1) / sum_exp;
-        row_loss[r] = mx + fc_log(sum_exp) - sim[pos];
-        T reduced = 0;
-        for (int64_t c = 0; c < rows; ++c) {
-          const T d = cross_entropy_grad(e[c] * inv_sum, c == pos, inv_rows);
-          dg[r * rows + c] = d * scale * u_cols[c];
-          reduced += d * sim[c];
-        }
-        row_reduced[r] = reduced;
-      }
+      for (int64_t r = begin; r < end; ++r)
+        loss_row(g + r * rows, u_cols, u[r] * inv_tau, rows, positive_column(kind, r, k),
+                 in_denominator(kind, r, r) ? -1 : r, inv_rows, sim.data(), e.data(),
+                 dg + r * rows, row_loss[r], row_reduced[r]);
     });
     // Column-wise sum of dloss/dsim * sim, as dG * G, row after row.
     for (int64_t r = 0; r < rows; ++r)
@@ -352,6 +445,10 @@ TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
   m.impl("column_stats", &column_stats_cpu);
   m.impl("column_stats_backward", &column_stats_backward_cpu);
   m.impl("column_loss_from_stats", &column_loss_from_stats_cpu);
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+                           double weight) {
+    return fused_column_loss(a, b, kind, tau, weight, column_stats_cpu, column_loss_from_stats_cpu);
+  });
 }
 
 }  // namespace fastclust

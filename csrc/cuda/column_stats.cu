@@ -485,6 +485,10 @@ TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
   m.impl("column_stats", &column_stats_cuda);
   m.impl("column_stats_backward", &column_stats_backward_cuda);
   m.impl("column_loss_from_stats", &column_loss_from_stats_cuda);
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+                           double weight) {
+    return fused_column_loss(a, b, kind, tau, weight, column_stats_cuda, column_loss_from_stats_cuda);
+  });
 }
 
 }  // namespace fastclust
