@@ -8,6 +8,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import distributed
+
 
 def conv_bn_relu(in_channels, out_channels, stride=1):
     return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
@@ -241,7 +243,6 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"GlobalBatchNorm expects (N, C, ...) input, got {input.dim()}D")
 
     def forward(self, input):
-        from . import distributed
         group = self.group if self.group is not None else torch.distributed.group.WORLD
         if not (self.training and torch.distributed.is_initialized()
                 and torch.distributed.get_world_size(group) > 1):

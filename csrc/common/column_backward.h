@@ -43,10 +43,6 @@ inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor
           column_vector(grad_sq_norms, acc_dtype), column_vector(grad_sums, acc_dtype), a.size(0), k};
 }
 
-}  // namespace fastclust
-
-namespace fastclust {
-
 // The local (non-distributed) loss in one op, shared by the CPU and CUDA entry points: the
 // device's column_stats then its column_loss_from_stats, with no dispatcher or autograd between
 // them. At the sizes people train with the passes take tens of microseconds, so the op call

@@ -114,19 +114,19 @@ def _fused_backward(ctx, grad_loss, grad_ce, grad_entropy, *_grads_of_grads):
 torch.library.register_autograd("fastclust::column_loss", _fused_backward, setup_context=_fused_setup)
 
 
-def _statistics(a, b, full_gram, group, global_batch):
-    """The column statistics of this process's rows, or of the global batch when a group is
-    given or global_batch=True (partial statistics all-reduced; see fastclust.distributed)."""
+def _statistics(a, b, full_gram, group):
+    """The column statistics of this process's rows, or of the global batch when ``group`` (a
+    resolved process group) is given (partial statistics all-reduced; see fastclust.distributed)."""
     stats = OPS.column_stats(a, b, full_gram)
-    group = distributed.resolve_group(group, global_batch)
     return stats if group is None else distributed.sum_over_ranks(stats, group)
 
 
 def _column_loss(a, b, kind, tau, weight, return_parts, group, global_batch):
-    if distributed.resolve_group(group, global_batch) is None:
+    group = distributed.resolve_group(group, global_batch)
+    if group is None:
         loss, cross_entropy, entropy_term, *_ = OPS.column_loss(a, b, kind, tau, weight)
     else:
-        gram, sq_norms, sums = _statistics(a, b, kind == CLUSTER_CONTRASTIVE, group, global_batch)
+        gram, sq_norms, sums = _statistics(a, b, kind == CLUSTER_CONTRASTIVE, group)
         loss, cross_entropy, entropy_term, *_ = OPS.column_loss_from_stats(gram, sq_norms, sums,
                                                                            kind, tau, weight)
     return (loss, cross_entropy, entropy_term) if return_parts else loss
@@ -146,7 +146,7 @@ def asv_similarity(p1, p2, *, group=None, global_batch=False):
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
-    gram, sq_norms, _ = _statistics(p1, p2, False, group, global_batch)
+    gram, sq_norms, _ = _statistics(p1, p2, False, distributed.resolve_group(group, global_batch))
     k = gram.shape[0]
     inv_norms = sq_norms.clamp_min(_SQ_NORM_FLOOR).rsqrt()
     return gram * inv_norms[:k, None] * inv_norms[None, k:]
