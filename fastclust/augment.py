@@ -163,9 +163,11 @@ def gaussian_blur(x, generator, sigma=(0.1, 2.0), p=0.5, kernel_fraction=0.1):
 @dataclass
 class Augment:
     """The SimCLR-style pipeline: random resized crop, horizontal flip, colour jitter, random
-    grayscale, blur. Set a probability to 0 (or ``crop_scale`` to (1, 1)) to switch a step off;
-    digits, for instance, are not flipped (a mirrored 2 is no digit)."""
+    grayscale, blur, after an optional small warp (:func:`random_affine`, for a fraction
+    ``affine_p`` of the images). Set a probability to 0 (or ``crop_scale`` to (1, 1)) to switch a
+    step off; digits, for instance, are not flipped (a mirrored 2 is no digit)."""
 
+    affine_p: float = 0.0
     crop_scale: tuple = (0.2, 1.0)
     flip_p: float = 0.5
     jitter_p: float = 0.8
@@ -174,6 +176,9 @@ class Augment:
     blur_p: float = 0.5
 
     def __call__(self, x, generator):
+        if self.affine_p > 0:
+            warped = random_affine(x, generator)
+            x = torch.where(_per_image(_chosen(x.shape[0], self.affine_p, generator, x.device)), warped, x)
         if tuple(self.crop_scale) != (1.0, 1.0):
             x = random_resized_crop(x, generator, scale=tuple(self.crop_scale))
         if self.flip_p > 0:

@@ -103,33 +103,47 @@ class ResNetTrunk(nn.Module):
     inputs those throw away most of the image). PICA uses a ResNet-34-like body; the default
     here is one BasicBlock per stage at widths (32, 64, 128)."""
 
-    def __init__(self, in_channels, widths=(32, 64, 128), blocks=1, sobel=False):
+    def __init__(self, in_channels, widths=(32, 64, 128), blocks=1, pool=1):
         super().__init__()
-        self.sobel = Sobel() if sobel else nn.Identity()
-        channels = 2 if sobel else in_channels
-        layers = conv_bn_relu(channels, widths[0])
+        layers = conv_bn_relu(in_channels, widths[0])
         channels = widths[0]
         for stage, width in enumerate(widths):
             for block in range(blocks):
                 layers.append(BasicBlock(channels, width, 2 if stage and not block else 1))
                 channels = width
-        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.out_dim = channels
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool), nn.Flatten())
+        self.out_dim = channels * pool * pool
 
     def forward(self, x):
-        return self.body(self.sobel(x))
+        return self.body(x)
+
+
+class SobelTrunk(nn.Module):
+    """A trunk fed the :class:`Sobel` edges of the images instead of their pixels."""
+
+    def __init__(self, trunk):
+        super().__init__()
+        self.sobel = Sobel()
+        self.trunk = trunk
+        self.out_dim = trunk.out_dim
+
+    def forward(self, x):
+        return self.trunk(self.sobel(x))
 
 
 def make_trunk(input_shape, *, kind="conv", widths=None, depth=2, hidden=(512, 256), sobel=False, pool=1):
     """The trunk for samples of ``input_shape``: (C, H, W) images get ``kind`` ("conv" or
-    "resnet"), (D,) feature vectors an MLP."""
+    "resnet"), fed their :class:`Sobel` edges with ``sobel``; (D,) feature vectors an MLP."""
     if len(input_shape) == 1:
         return MLPTrunk(input_shape[0], tuple(hidden))
+    channels = 2 if sobel else input_shape[0]
     if kind == "conv":
-        return ConvTrunk(input_shape[0], tuple(widths or (16, 32, 64)), depth, pool)
-    if kind == "resnet":
-        return ResNetTrunk(input_shape[0], tuple(widths or (32, 64, 128)), depth, sobel)
-    raise ValueError(f"unknown trunk kind {kind!r}; expected 'conv' or 'resnet'")
+        trunk = ConvTrunk(channels, tuple(widths or (16, 32, 64)), depth, pool)
+    elif kind == "resnet":
+        trunk = ResNetTrunk(channels, tuple(widths or (32, 64, 128)), depth, pool)
+    else:
+        raise ValueError(f"unknown trunk kind {kind!r}; expected 'conv' or 'resnet'")
+    return SobelTrunk(trunk) if sobel else trunk
 
 
 def cluster_head(dims, *, batch_norm=True):

@@ -22,6 +22,7 @@ rank-independent, so a checkpoint resumes on any number of ranks. Only rank 0 lo
 progress bar and writes files.
 """
 import json
+import math
 import os
 import random
 import time
@@ -64,6 +65,8 @@ class Method:
             raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
                              f"known: {sorted(self.defaults)}")
         self.params = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+        if self.params.get("lr_decay", "none") not in ("none", "cosine"):
+            raise ValueError(f"{self.name}: lr_decay must be 'none' or 'cosine', got {self.params['lr_decay']!r}")
         self.input_shape = tuple(input_shape)
         self.num_clusters = int(num_clusters)
         if self.num_clusters < 2:
@@ -86,6 +89,15 @@ class Method:
     def epoch_settings(self, epoch):
         """What the schedule sets for ``epoch`` (thresholds, phase), logged in the history."""
         return {}
+
+    def learning_rate(self, epoch):
+        """The learning rate of ``epoch``: ``lr``, or with ``lr_decay`` "cosine" ``lr`` decayed
+        along half a cosine to 0 over the run's epochs (a function of the epoch alone, so a
+        resumed run sets what an uninterrupted one does)."""
+        lr = float(self.params["lr"])
+        if self.params.get("lr_decay", "none") == "none":
+            return lr
+        return lr * 0.5 * (1 + math.cos(math.pi * epoch / self.num_epochs()))
 
     def loss(self, model, x, epoch, step, generator):
         """The training loss of batch ``x`` (this rank's rows of the batch) and a dict of parts
@@ -238,6 +250,8 @@ class Trainer:
 
     def train_epoch(self, epoch):
         self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.method.learning_rate(epoch)
         batches = self._batches()
         totals, count = {}, 0
         bar = tqdm(batches, desc=f"{self.method.name} epoch {epoch + 1}/{self.num_epochs}",
