@@ -112,7 +112,8 @@ def _resume_config(args):
                              f"run's {config[key]!r}")
     params = _method_params(args)
     for key, value in params.items():
-        # More epochs extend a finished or interrupted run; anything else would change it.
+        # More epochs extend a finished or interrupted run (the trainer refuses when they would
+        # stretch a learning-rate decay); anything else would change it.
         if key != "epochs" and _json_ready(value) != config["params"].get(key):
             raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
                              f"run's {config['params'].get(key)!r}")

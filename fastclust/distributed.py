@@ -136,6 +136,8 @@ def global_mean(values, group):
     is None), with the gradient convention above: for a loss term that is a mean over samples."""
     if group is None:
         return values.mean()
-    values = values if values.dtype == torch.float64 else values.float()  # exact counts
-    total, count = sum_over_ranks([values.sum().reshape(1), values.new_full((1,), values.numel())], group)
-    return (total / count).reshape(())
+    # float64: the count stays exact far beyond float32's 2^24 elements.
+    total, count = sum_over_ranks([values.sum(dtype=torch.float64).reshape(1),
+                                   torch.full((1,), values.numel(), dtype=torch.float64, device=values.device)],
+                                  group)
+    return (total / count).reshape(()).to(torch.float64 if values.dtype == torch.float64 else torch.float32)

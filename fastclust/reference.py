@@ -61,6 +61,8 @@ def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, se
     if select is not None:
         select = select.detach() if normalized else restraint(select.detach(), p)
     total, n_pos, n_neg = pairwise_loss(features, None, select, None, u, l, kind, eps)
+    if select is not None:  # a non-finite selector poisons the loss (see fastclust.ops.pairwise)
+        total = total + (select - select).sum()
     if reduction == "mean":
         total = total / (n_pos + n_neg).clamp_min(1).to(total.dtype)
     return (total, n_pos, n_neg) if return_stats else total

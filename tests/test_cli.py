@@ -21,7 +21,9 @@ def fastclust(*args, check=True):
 
 def test_train_resume_and_predict_on_digits(tmp_path):
     out = tmp_path / "run"
-    tiny = ["--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress", "--threads", "1"]
+    # A constant learning rate: the run can then be extended (a decay's horizon cannot change).
+    tiny = ["--set", "widths=8,16", "--set", "depth=1", "--set", "lr_decay=none", "--batch-size", "256",
+            "--no-progress", "--threads", "1"]
     result = fastclust("train", "dac", "--data", "digits", "--epochs", "2", "--out", out, *tiny)
     assert "epoch 2/2" in result.stdout and "final" in result.stdout and "ACC" in result.stdout
     for name in ("assignments.npy", "assignments.csv", "metrics.json", "model.pt", "config.json",

@@ -99,14 +99,18 @@ def test_no_pair_selected_is_zero_not_nan(name):
     assert torch.equal(grad, torch.zeros_like(x))
 
 
+@devices
 @losses
 @pytest.mark.parametrize("selectors", [False, True])
-def test_rectangular_block_matches_reference(name, selectors):
+def test_rectangular_block_matches_reference(name, selectors, device):
+    # The block a distributed run computes: local rows against the gathered batch.
     kind = {"dac": reference.DAC_LOG, "dsec": reference.DSEC_SQUARED}[name]
-    rows = reference.restraint(features(37, 9, seed=1), 2.0).requires_grad_()
-    cols = reference.restraint(features(81, 9, seed=2), 2.0).requires_grad_()
-    select = ((reference.restraint(features(37, 5, seed=3), 2.0),
-               reference.restraint(features(81, 5, seed=4), 2.0)) if selectors else (None, None))
+
+    def restrained(n, k, seed):
+        return reference.restraint(features(n, k, seed=seed), 2.0).to(device)
+
+    rows, cols = restrained(37, 9, 1).requires_grad_(), restrained(81, 9, 2).requires_grad_()
+    select = (restrained(37, 5, 3), restrained(81, 5, 4)) if selectors else (None, None)
     got = torch.ops.fastclust.pairwise_loss(rows, cols, *select, 0.6, 0.2, kind, 1e-7)
     want = reference.pairwise_loss(rows, cols, *select, 0.6, 0.2, kind, 1e-7)
     assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
@@ -249,6 +253,13 @@ def test_non_finite_features_give_non_finite_loss(name, bad):
     xn = reference.restraint(features(30, 5), 2.0)
     xn[3, 1] = bad
     assert not torch.isfinite(fn(xn, 0.8, 0.3, normalized=True))
+    # A bad selector too: left alone it would just select no pair of its row.
+    select = features(30, 4, seed=1)
+    select[5, 0] = bad
+    for normalized in (False, True):
+        finite = reference.restraint(features(30, 5), 2.0) if normalized else features(30, 5)
+        for loss in (fn, ref):
+            assert not torch.isfinite(loss(finite, 0.8, 0.3, select=select, normalized=normalized))
 
 
 @losses
@@ -270,6 +281,22 @@ def test_bad_input(name, x, kwargs, match):
     u, l = args.pop("u"), args.pop("l")
     with pytest.raises(RuntimeError, match=match):
         fn(x, u, l, **args)
+
+
+@losses
+@pytest.mark.parametrize("select,match", [
+    (torch.randn(4), r"select must be a 2-D \(n, d\) tensor"),
+    (torch.randn(5, 2), r"select has shape \(5, 2\) but feats has shape \(4, 3\): one row per row"),
+    (torch.randn(4, 3, dtype=torch.float64), "select has dtype torch.float64 but feats has dtype torch.float32"),
+    (torch.randn(4, 0), "select must have at least one row and one feature"),
+])
+def test_bad_select_is_named(name, select, match):
+    fn, _ = LOSSES[name]
+    for kwargs in ({}, {"normalized": True}):
+        with pytest.raises(RuntimeError, match=match):
+            fn(torch.rand(4, 3), 0.8, 0.3, select=select, **kwargs)
+    with pytest.raises(TypeError, match="select must be a tensor, got list"):
+        fn(torch.rand(4, 3), 0.8, 0.3, select=[[1.0]])
 
 
 def test_bad_python_arguments():
@@ -303,8 +330,6 @@ def test_bad_block_arguments():
         op(rows, torch.randn(6, 3), torch.randn(4, 3), torch.randn(6, 2), 0.8, 0.3, 0, 1e-7)
     with pytest.raises(RuntimeError, match="select_cols needs select_rows"):
         op(rows, torch.randn(6, 3), None, torch.randn(6, 3), 0.8, 0.3, 0, 1e-7)
-    with pytest.raises(RuntimeError, match="select has 5 rows but feats has 4"):
-        fastclust.dac_loss(rows, 0.8, 0.3, select=torch.randn(5, 3))
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")

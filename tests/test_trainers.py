@@ -51,7 +51,7 @@ def test_loss_goes_down_on_a_fixed_batch(name, digits):
         losses.append(loss.item())
     # PICA's loss has a high floor (log(1 + (k - 1) / e) for cosines in [0, 1]): a 2% drop in
     # 10 steps is real progress for it; a loss that does not train stays at 100%.
-    assert np.mean(losses[-3:]) < 0.98 * np.mean(losses[:3]), losses
+    assert np.mean(losses[-3:]) < (0.98 if name == "pica" else 0.97) * np.mean(losses[:3]), losses
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -271,3 +271,19 @@ def test_aedac_learns_warped_views_on_pairs_selected_on_the_clean_images(digits,
     torch.testing.assert_close(select, clean.repeat(3, 1))
     torch.testing.assert_close(feats.detach(), model(batch)[0][16:].detach())
     assert parts["pos"] + parts["neg"] <= 48 * 48
+
+
+def test_resume_keeps_the_learning_rate_decay_horizon(digits, tmp_path):
+    x, y = digits
+    make_trainer("dac", x, y, tmp_path, epochs=2, lr_decay="cosine").fit()
+    longer = make_trainer("dac", x, y, tmp_path, epochs=3, lr_decay="cosine")
+    with pytest.raises(ValueError, match="decays its learning rate over 2 epochs; continuing it over 3"):
+        longer.resume()
+    same = make_trainer("dac", x, y, tmp_path, epochs=2, lr_decay="cosine")
+    same.resume()
+    assert same.epoch == 2
+    constant = make_trainer("dac", x, y, tmp_path / "constant", epochs=2, lr_decay="none")
+    constant.fit()
+    extended = make_trainer("dac", x, y, tmp_path / "constant", epochs=3, lr_decay="none")
+    extended.resume()
+    assert extended.fit().shape == (128,) and extended.epoch == 3

@@ -7,9 +7,10 @@ pass over n, ``column_loss_from_stats`` turns them into the loss (and, in the sa
 loss's gradient w.r.t. them), and the backward is one more pass over n. The two halves are
 separate ops so that a global-batch version can all-reduce the statistics in between.
 
-The local loss (no process group) runs all of it in one op, ``column_loss``, which also returns
-d loss / d (a, b) when autograd will need them: at the sizes people train with (n ~ 10^3,
-k ~ 10^2) the passes take tens of microseconds, so every op call and autograd node saved counts.
+The local loss (no process group) runs the first two in one op, ``column_loss``, which also
+returns the loss's gradient w.r.t. the statistics, so that its backward is the one pass over n:
+at the sizes people train with (n ~ 10^3, k ~ 10^2) the passes take tens of microseconds, so
+every op call and autograd node saved counts.
 """
 import torch
 

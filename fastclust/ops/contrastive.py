@@ -6,7 +6,7 @@ recomputed in backward): O(n d) memory, no n x n tensor.
 import torch
 
 from .. import distributed
-from ._autograd import OPS, acc_dtype, scalar
+from ._autograd import OPS, acc_dtype, check_views, scalar
 
 _NO_SELF = -1
 
@@ -62,28 +62,6 @@ torch.library.register_autograd("fastclust::row_logsumexp", _row_logsumexp_backw
                                 setup_context=_row_logsumexp_setup)
 
 
-def _check_views(*named):
-    """Views of one batch: 2-D, non-empty, of one shape, device and dtype. Raised as
-    RuntimeError, like the kernels' own argument checks."""
-    for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fastclust: {name} must be a tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise RuntimeError(f"fastclust: {name} must be a 2-D (n, d) tensor, got shape {tuple(t.shape)}")
-        if t.shape[0] < 1 or t.shape[1] < 1:
-            raise RuntimeError(f"fastclust: {name} must have at least one row and one feature, "
-                               f"got shape {tuple(t.shape)}")
-    first_name, first = named[0]
-    for name, t in named[1:]:
-        if t.device != first.device:
-            raise RuntimeError(f"fastclust: {name} is on {t.device} but {first_name} is on {first.device}")
-        if t.dtype != first.dtype:
-            raise RuntimeError(f"fastclust: {name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}")
-        if t.shape != first.shape:
-            raise RuntimeError(f"fastclust: {name} has shape {tuple(t.shape)} but {first_name} has "
-                               f"shape {tuple(first.shape)}")
-
-
 def _row_dots(a, b):
     """Row-wise a_i . b_i in the kernels' accumulation dtype: the O(n d) positive terms."""
     dtype = acc_dtype(a.dtype)
@@ -123,7 +101,7 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_bat
     rank gets the loss of the concatenated batch (gradient convention:
     :mod:`fastclust.distributed`).
     """
-    _check_views(("z_a", z_a), ("z_b", z_b))
+    check_views(("z_a", z_a), ("z_b", z_b))
     tau = scalar(tau, "tau")
     n = z_a.shape[0]
     z = OPS.normalize_rows(torch.cat([z_a, z_b]))
@@ -160,7 +138,7 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0, group=None, global
     ``group`` / ``global_batch=True``: as for :func:`nt_xent_loss`; both sums over j run over
     the rows gathered from every rank.
     """
-    _check_views(("p_a", p_a), ("p_b", p_b), ("q_a", q_a), ("q_b", q_b))
+    check_views(("p_a", p_a), ("p_b", p_b), ("q_a", q_a), ("q_b", q_b))
     tau = scalar(tau, "tau")
     n = p_a.shape[0]
     p = OPS.normalize_rows(torch.cat([p_a, p_b]))

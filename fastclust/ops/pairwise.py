@@ -2,7 +2,7 @@
 import torch
 
 from .. import distributed
-from ._autograd import OPS, acc_dtype, scalar
+from ._autograd import OPS, acc_dtype, check_views, scalar
 from .restraint import restraint
 
 DAC_LOG = 0
@@ -62,6 +62,7 @@ class _GlobalPairwiseLoss(torch.autograd.Function):
             cols, select_cols = distributed.gather_rows(torch.cat([rows, select], 1), group).split(
                 [rows.shape[1], select.shape[1]], 1)
         total, n_pos, n_neg = OPS.pairwise_loss(rows, cols, select, select_cols, u, l, kind, eps)
+        total = total + selector_poison(select)
         # One all-reduce for all three; float64 holds the counts exactly up to 2^53 pairs.
         sums = distributed.all_reduce_sum(torch.stack([total.double(), n_pos.double(), n_neg.double()]), group)
         ctx.save_for_backward(rows, cols, select, select_cols)
@@ -76,18 +77,27 @@ class _GlobalPairwiseLoss(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
+def selector_poison(select):
+    """0, or NaN when the selector holds a NaN or an infinity: a non-finite selector would
+    otherwise just select no pair (comparisons with NaN are false), and its loss would look
+    fine. ``x - x`` is exactly 0 for every finite x, so nothing overflows."""
+    return 0.0 if select is None else (select - select).sum()
+
+
 def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch,
               select):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"fastclust: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     features = feats if normalized else restraint(feats, p)
     if select is not None:
+        check_views(("feats", feats), ("select", select), same_columns=False)
         select = select.detach()
         select = select if normalized else restraint(select, p)
     args = (scalar(u, "u"), scalar(l, "l"), kind, scalar(eps, "eps"))
     group = distributed.resolve_group(group, global_batch)
     if group is None:
         total, n_pos, n_neg = OPS.pairwise_loss(features, None, select, None, *args)
+        total = total + selector_poison(select)
     else:
         total, n_pos, n_neg = _GlobalPairwiseLoss.apply(features, select, *args, group)
     if reduction == "mean":

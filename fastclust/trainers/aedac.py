@@ -21,8 +21,8 @@ class AEDAC(Method):
     After pretraining, ``affine``, ``views`` and ``select_clean`` work as in :class:`DAC`: the
     DAC term is learnt on ``views`` warped copies of each image, its pairs selected on the
     clean images' outputs, and the reconstruction term covers clean and warped images. Clean
-    and warped images go through the network in one batch (one forward per step, as
-    DistributedDataParallel requires). The learning rate decays along a cosine over the run
+    and warped images go through the network in one batch, whose batch-norm statistics cover
+    both. The learning rate decays along a cosine over the run
     (``lr_decay``, as for DAC). On mnist5k (seed 0) the paper's procedure (no warps, constant
     rate) ended at ACC 0.46; warped views alone peaked at 0.75 and fell to 0.30 late in the
     schedule; with the decay too the run ends at 0.75."""

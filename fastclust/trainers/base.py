@@ -191,11 +191,18 @@ class Trainer:
                "augment": self.augment_generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"epoch": self.epoch, "model": self.model.state_dict(),
+        return {"epoch": self.epoch, "num_epochs": self.num_epochs, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": rng, "history": self.history,
                 "config": self.config}
 
     def load_state_dict(self, state):
+        planned = state.get("num_epochs")
+        decays = self.method.params.get("lr_decay", "none") != "none"
+        if decays and planned is not None and planned != self.num_epochs:
+            raise ValueError(
+                f"{self.method.name}: the checkpointed run decays its learning rate over {planned} epochs; "
+                f"continuing it over {self.num_epochs} would change the rates its first epochs trained "
+                f"with. Resume it with {planned} epochs, or start a new run.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         rng = state["rng"]
@@ -325,7 +332,7 @@ class Trainer:
                      "seconds": time.perf_counter() - started}
             self.history.append(entry)
             self.epoch = epoch + 1
-            if self.out:
+            if self.out and self.is_main:
                 self.save_checkpoint()
                 write_json(os.path.join(self.out, METRICS), {"history": self.history})
             self.log(format_epoch(entry, self.num_epochs))
