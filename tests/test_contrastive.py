@@ -55,7 +55,8 @@ def test_semantic_matches_reference_float64(n, d):
         assert_same_loss_and_grads(got, want)
 
 
-@pytest.mark.parametrize("rows,cols", [(37, 81), (81, 37), (64, 64), (1, 130), (130, 1)])
+@pytest.mark.parametrize("rows,cols", [(37, 81), (81, 37), (64, 64), (1, 130), (130, 1),
+                                       (300, 700), (700, 300)])
 @pytest.mark.parametrize("self_offset", [None, 0, 5, 36, 500])
 def test_row_logsumexp_rectangular_block(rows, cols, self_offset):
     q, = views(1, rows, 9, seed=1)

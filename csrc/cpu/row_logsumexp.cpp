@@ -1,9 +1,11 @@
-// CPU kernels of the row-wise log-sum-exp. Each task owns a tile of rows and walks the other
-// side in blocks of columns: a BLAS GEMM gives the tile's similarities to one block (the
+// CPU kernels of the row-wise log-sum-exp. Forward: each task owns a tile of query rows and
+// walks the keys in blocks; a BLAS GEMM gives the tile's similarities to one block (the
 // dominant cost, at BLAS speed rather than a hand-written loop's), and the rows fold the block
 // into their running (max, sum) before the next one overwrites it, so no R x C buffer exists.
-// Backward recomputes the similarities twice: once per query tile for d queries, once per key
-// tile for d keys, so every gradient row is owned by one task and summed in a fixed order.
+// Backward recomputes the similarities of one (query tile, key tile) pair at a time and feeds
+// both gradients from them: three GEMMs a pair, where a pass per side would take four. The
+// pairs run in steps (for_each_tile_pair) that keep every gradient tile summed in a fixed
+// order.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -35,12 +37,15 @@ static int (*const MKL_Set_Num_Threads_Local)(int) = nullptr;
 namespace fastclust {
 namespace {
 
-// Rows per task and columns per GEMM block. Anywhere in 64-256 x 512-2048 ran within noise
-// of each other at n = 512..8192, d = 128; 128 rows still make two tasks of a few hundred rows,
-// and a 128 x 512 block (256 KiB in float32) stays in a core's L2 between the GEMM that writes
-// it, the pass over it and, backward, the GEMM that reads it.
+// Rows of a tile (forward: a task's query rows; backward: both sides of a pair) and keys of a
+// forward GEMM block. Tiles of 64-256 rows against blocks of 512-2048 keys ran within noise of
+// each other forward, backward key tiles of 128-512 within 5% (one thread, 512-8192 rows,
+// d = 128). Square 128-row pairs keep min(nq, nk) of them in a backward step; a 128 x 512
+// block (256 KiB in float32) stays in a core's L2 between its GEMM and the pass over it.
 constexpr int64_t kRowTile = 128;
 constexpr int64_t kColBlock = 512;
+
+int64_t tile_count(int64_t n) { return (n + kRowTile - 1) / kRowTile; }
 
 // Restores the thread's previous MKL setting (0: the global one) on exit.
 class SequentialBlas {
@@ -73,16 +78,12 @@ void similarity_block(const T* a, int64_t m, const T* b, int64_t n, int64_t k, T
   at::cpu::mm_out(out, matrix(a, m, k, k, 1), matrix(b, k, n, 1, k));
 }
 
-// acc (m x k) (+)= w b for w (m x n, dense) and n rows b of length k; `first` overwrites.
+// acc (m x k) += w b for w (m x n, strides w_row and w_col) and n rows b of length k.
 template <typename T>
-void weighted_rows_block(const T* w, int64_t m, int64_t n, const T* b, int64_t k, bool first,
-                         T* acc) {
+void add_weighted_rows(const T* w, int64_t m, int64_t n, int64_t w_row, int64_t w_col,
+                       const T* b, int64_t k, T* acc) {
   auto out = matrix(acc, m, k, k, 1);
-  if (first) {
-    at::cpu::mm_out(out, matrix(w, m, n, n, 1), matrix(b, n, k, k, 1));
-  } else {
-    at::cpu::addmm_(out, matrix(w, m, n, n, 1), matrix(b, n, k, k, 1));
-  }
+  at::cpu::addmm_(out, matrix(w, m, n, w_row, w_col), matrix(b, n, k, k, 1));
 }
 
 // combine-reduction of x[0..len) over four independent 8-lane vector chains, then the tail,
@@ -169,38 +170,55 @@ void forward_row_tile(const T* queries, const T* keys, int64_t rows, int64_t col
   for (int64_t i = 0; i < rn; ++i) lse[r0 + i] = lse_value(run_max[i], run_sum[i]);
 }
 
-// Turns the similarities s (an x bn, dense) of rows a0.. to columns b0.. into the weights
-// row_weights(a, b0, bn, s_a, w_a) gives, in place.
+// Turns the similarities s (rn x cn, dense) of query rows r0.. to key columns c0.. into the
+// weights row_weights(r, c0, cn, s_r, w_r) gives, in place.
 template <typename T, typename RowWeights>
-FC_CPU_MULTIVERSION __attribute__((flatten)) void weigh_block(T* s, int64_t a0, int64_t an,
-                                                              int64_t b0, int64_t bn,
+FC_CPU_MULTIVERSION __attribute__((flatten)) void weigh_block(T* s, int64_t r0, int64_t rn,
+                                                              int64_t c0, int64_t cn,
                                                               const RowWeights& row_weights) {
-  for (int64_t i = 0; i < an; ++i) row_weights(a0 + i, b0, bn, s + i * bn, s + i * bn);
+  for (int64_t i = 0; i < rn; ++i) row_weights(r0 + i, c0, cn, s + i * cn, s + i * cn);
 }
 
-// grad[a] = inv_tau * sum_b w_ab other[b] for the rows a of one tile, where `rows` is the
-// side being differentiated, `other` the other side, and row_weights turns similarities into
-// the w_ab.
+// One (query tile i, key tile j) pair of the backward: the weights w_rc = g_r p_rc of one
+// similarity block feed both sides, grad_q's rows of tile i (w k) and grad_k's rows of tile j
+// (w^T q), unscaled by 1 / tau.
 template <typename T, typename RowWeights>
-void weighted_sum_tile(const T* rows, const T* other, int64_t n_rows, int64_t n_other,
-                       int64_t d, T inv_tau, int64_t tile, const RowWeights& row_weights,
-                       T* grad) {
+void backward_pair(const T* q, const T* k, int64_t rows, int64_t cols, int64_t d, int64_t i,
+                   int64_t j, const RowWeights& row_weights, T* grad_q, T* grad_k) {
   SequentialBlas sequential;
-  const int64_t a0 = tile * kRowTile, an = std::min(kRowTile, n_rows - a0);
-  std::vector<T> s(an * std::min(kColBlock, n_other));
-  T* acc = grad + a0 * d;
-  for (int64_t b0 = 0; b0 < n_other; b0 += kColBlock) {
-    const int64_t bn = std::min(kColBlock, n_other - b0);
-    similarity_block(rows + a0 * d, an, other + b0 * d, bn, d, s.data());
-    weigh_block(s.data(), a0, an, b0, bn, row_weights);
-    weighted_rows_block(s.data(), an, bn, other + b0 * d, d, b0 == 0, acc);
+  const int64_t r0 = i * kRowTile, rn = std::min(kRowTile, rows - r0);
+  const int64_t c0 = j * kRowTile, cn = std::min(kRowTile, cols - c0);
+  std::vector<T> w(rn * cn);
+  similarity_block(q + r0 * d, rn, k + c0 * d, cn, d, w.data());
+  weigh_block(w.data(), r0, rn, c0, cn, row_weights);
+  add_weighted_rows(w.data(), rn, cn, cn, 1, k + c0 * d, d, grad_q + r0 * d);
+  add_weighted_rows(w.data(), cn, rn, 1, cn, q + r0 * d, d, grad_k + c0 * d);
+}
+
+// Runs body(i, j) once for every pair of query tile i < nq and key tile j < nk, in
+// max(nq, nk) steps: in step t, tile i meets tile (i + t) mod steps, so that no two pairs of a
+// step share a gradient tile, and each gradient tile sums its pairs in step order whatever the
+// number of threads. A step holds min(nq, nk) pairs, each one task: a thin block (a rank's few
+// rows against the gathered batch) runs its pairs nearly one by one, at three GEMMs a pair
+// still no slower on two threads than a pass per side.
+template <typename F>
+void for_each_tile_pair(int64_t nq, int64_t nk, const F& body) {
+  const int64_t steps = std::max(nq, nk);
+  for (int64_t t = 0; t < steps; ++t) {
+    at::parallel_for(0, std::min(nq, nk), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        if (nq <= nk)
+          body(p, (p + t) % steps);
+        else
+          body((p + steps - t) % steps, p);
+      }
+    });
   }
-  for (int64_t idx = 0; idx < an * d; ++idx) acc[idx] *= inv_tau;
 }
 
 template <typename F>
 void for_each_tile(int64_t n, const F& body) {
-  at::parallel_for(0, (n + kRowTile - 1) / kRowTile, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, tile_count(n), 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) body(t);
   });
 }
@@ -231,16 +249,16 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cpu(
   const auto g = grad_lse.to(q.scalar_type()).contiguous();
   const auto lse_c = lse.to(q.scalar_type()).contiguous();
   const int64_t rows = q.size(0), cols = k.size(0), d = q.size(1);
-  auto grad_q = at::empty(q.sizes(), q.options());
-  auto grad_k = at::empty(k.sizes(), k.options());
+  auto grad_q = at::zeros(q.sizes(), q.options());
+  auto grad_k = at::zeros(k.sizes(), k.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "row_logsumexp_backward_cpu", [&] {
     using T = scalar_t;
     const T* gp = g.const_data_ptr<T>();
     const T* lp = lse_c.const_data_ptr<T>();
     const auto inv_tau = static_cast<T>(1.0 / tau);
-    // w_rc = g_r p_rc. d queries: row r against key columns c; d keys: row c against query
-    // columns r. As in fold_block, the left-out entry is patched after the pass.
-    const auto query_weights = [&](int64_t r, int64_t c0, int64_t cn, const T* s, T* w) {
+    // w_rc = g_r p_rc for query row r against key columns c0..; as in fold_block, the
+    // left-out entry is patched after the pass.
+    const auto row_weights = [&](int64_t r, int64_t c0, int64_t cn, const T* s, T* w) {
       for (int64_t j = 0; j < cn; ++j) w[j] = lse_log_weight(s[j], inv_tau, lp[r], false);
       const int64_t self = r + self_offset - c0;
       if (self >= 0 && self < cn && is_self_column(r, c0 + self, self_offset))
@@ -248,24 +266,15 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cpu(
       exp_shifted(w, T(0), w, cn);
       for (int64_t j = 0; j < cn; ++j) w[j] *= gp[r];
     };
-    const auto key_weights = [&](int64_t c, int64_t r0, int64_t rn, const T* s, T* w) {
-      for (int64_t j = 0; j < rn; ++j) w[j] = lse_log_weight(s[j], inv_tau, lp[r0 + j], false);
-      const int64_t self = c - self_offset - r0;
-      if (self >= 0 && self < rn && is_self_column(r0 + self, c, self_offset))
-        w[self] = lse_log_weight(s[self], inv_tau, lp[r0 + self], true);
-      exp_shifted(w, T(0), w, rn);
-      for (int64_t j = 0; j < rn; ++j) w[j] *= gp[r0 + j];
-    };
     const T* qp = q.const_data_ptr<T>();
     const T* kp = k.const_data_ptr<T>();
     T* gq = grad_q.mutable_data_ptr<T>();
     T* gk = grad_k.mutable_data_ptr<T>();
-    for_each_tile(rows, [&](int64_t t) {
-      weighted_sum_tile(qp, kp, rows, cols, d, inv_tau, t, query_weights, gq);
+    for_each_tile_pair(tile_count(rows), tile_count(cols), [&](int64_t i, int64_t j) {
+      backward_pair(qp, kp, rows, cols, d, i, j, row_weights, gq, gk);
     });
-    for_each_tile(cols, [&](int64_t t) {
-      weighted_sum_tile(kp, qp, cols, rows, d, inv_tau, t, key_weights, gk);
-    });
+    grad_q.mul_(inv_tau);
+    grad_k.mul_(inv_tau);
   });
   return {grad_q, grad_k};
 }
