@@ -55,7 +55,8 @@ def test_semantic_matches_reference_float64(n, d):
         assert_same_loss_and_grads(got, want)
 
 
-@pytest.mark.parametrize("rows,cols", [(37, 81), (81, 37), (64, 64), (1, 130), (130, 1)])
+@pytest.mark.parametrize("rows,cols", [(37, 81), (81, 37), (64, 64), (1, 130), (130, 1),
+                                       (300, 700), (700, 300)])
 @pytest.mark.parametrize("self_offset", [None, 0, 5, 36, 500])
 def test_row_logsumexp_rectangular_block(rows, cols, self_offset):
     q, = views(1, rows, 9, seed=1)
@@ -182,13 +183,18 @@ def test_non_contiguous():
 @devices
 def test_deterministic(device):
     x = views(4, 300, 33, dtype=torch.float32, device=device)
+    # A rank's few rows against a gathered batch: a single row tile, run on the calling thread.
+    local, gathered = views(2, 2000, 128, dtype=torch.float32, device=device, seed=1)
     runs = []
     threads = torch.get_num_threads()
+    many = max(threads, 2)  # under OMP_NUM_THREADS=1 too
     try:
-        for num_threads in (threads, 1, threads):
+        for num_threads in (many, 1, many):
             torch.set_num_threads(num_threads)
             runs.append((value_and_grads(fastclust.nt_xent_loss, x[:2]),
-                         value_and_grads(fastclust.semantic_contrastive_loss, x)))
+                         value_and_grads(fastclust.semantic_contrastive_loss, x),
+                         value_and_grads(lambda q, k: fastclust.row_logsumexp(q, k, 0.2, 5).sum(),
+                                         [local[:50], gathered])))
     finally:
         torch.set_num_threads(threads)
     for run in runs[1:]:
