@@ -35,7 +35,7 @@ constexpr int64_t kMrNarrow = 4, kMrWide = 8, kNrMax = 16;
 
 // The column kernels are compiled for AVX-512 too (FC_CPU_MULTIVERSION's clones plus
 // x86-64-v4), where the wider tile doubles the multiply-adds per cycle of the Gram and backward
-// passes; tile_rows_for_cpu() picks Mr to match the clone the loader chose.
+// passes; with_tile_rows() picks Mr to match the clone the loader chose.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FC_COLUMN_MULTIVERSION \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -122,28 +122,25 @@ inline void load_tile_row(const A* p, TileRow<A>& v) {
 // loop of `count` entries would become a library memcpy call per row).
 template <typename A, typename T>
 inline void store_tile_row(const TileRow<A>& row, int64_t count, T* out) {
+  static_assert(std::is_same_v<A, T>, "the CPU kernels accumulate float and double in their own type");
+  if (count == tile_cols<A>()) {
+    std::memcpy(out, &row, sizeof row);
+    return;
+  }
   A lanes[kNrMax];
   std::memcpy(lanes, &row, sizeof row);
-  if constexpr (std::is_same_v<A, T>) {
-    if (count == tile_cols<A>()) {
-      std::memcpy(out, &row, sizeof row);
-      return;
+  int64_t j = 0;
+  const auto piece = [&](auto width) {
+    if (count - j >= width) {
+      std::memcpy(out + j, lanes + j, width * sizeof(T));
+      j += width;
     }
-    int64_t j = 0;
-    const auto piece = [&](auto width) {
-      if (count - j >= width) {
-        std::memcpy(out + j, lanes + j, width * sizeof(T));
-        j += width;
-      }
-    };
-    static_assert(kNrMax <= 16, "pieces of 8, 4, 2 and 1 cover a partial row");
-    piece(std::integral_constant<int64_t, 8>{});
-    piece(std::integral_constant<int64_t, 4>{});
-    piece(std::integral_constant<int64_t, 2>{});
-    piece(std::integral_constant<int64_t, 1>{});
-  } else {
-    for (int64_t j = 0; j < count; ++j) out[j] = static_cast<T>(lanes[j]);
-  }
+  };
+  static_assert(kNrMax <= 16, "pieces of 8, 4, 2 and 1 cover a partial row");
+  piece(std::integral_constant<int64_t, 8>{});
+  piece(std::integral_constant<int64_t, 4>{});
+  piece(std::integral_constant<int64_t, 2>{});
+  piece(std::integral_constant<int64_t, 1>{});
 }
 
 // sum[r][j] += sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
@@ -209,12 +206,12 @@ FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t 
   for (int64_t p0 = 0; p0 < s.side; p0 += Mr) {
     // V^T V: tiles wholly below the diagonal are mirrors; skip them.
     for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
-      TileRow<A> sum[kMrWide];
+      TileRow<A> tile[kMrWide];
 #pragma GCC unroll 8
-      for (int64_t r = 0; r < Mr; ++r) sum[r] = TileRow<A>{};
-      micro_tile<Mr>(staged.get() + p0, ld, 1, staged.get() + s.right + q0, ld, rows, sum);
+      for (int64_t r = 0; r < Mr; ++r) tile[r] = TileRow<A>{};
+      micro_tile<Mr>(staged.get() + p0, ld, 1, staged.get() + s.right + q0, ld, rows, tile);
       for (int64_t r = 0; r < Mr && p0 + r < s.side; ++r)
-        store_tile_row<A>(sum[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
+        store_tile_row<A>(tile[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
     }
   }
 }
