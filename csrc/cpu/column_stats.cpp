@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -48,10 +50,22 @@ inline bool cpu_has_avx512() {
 inline bool cpu_has_avx512() { return false; }
 #endif
 
-// f(std::integral_constant<int64_t, Mr>{}) with this machine's register-tile rows.
+// The wide tile where AVX-512 has the registers for it, unless FASTCLUST_CPU_NARROW_TILES=1
+// asks for the narrow one (read once, at the first call).
+bool wide_tiles() {
+  static const bool wide = [] {
+    const char* narrow = std::getenv("FASTCLUST_CPU_NARROW_TILES");
+    return cpu_has_avx512() && !(narrow != nullptr && std::string(narrow) == "1");
+  }();
+  return wide;
+}
+
+int64_t cpu_column_tile_rows() { return wide_tiles() ? kMrWide : kMrNarrow; }
+
+// f(std::integral_constant<int64_t, Mr>{}) with this process's register-tile rows.
 template <typename F>
 void with_tile_rows(const F& f) {
-  if (cpu_has_avx512())
+  if (wide_tiles())
     f(std::integral_constant<int64_t, kMrWide>{});
   else
     f(std::integral_constant<int64_t, kMrNarrow>{});
@@ -437,6 +451,11 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
 }
 
 }  // namespace
+
+// No tensor argument to dispatch on: one kernel for every dispatch key.
+TORCH_LIBRARY_IMPL(fastclust, CompositeExplicitAutograd, m) {
+  m.impl("cpu_column_tile_rows", &cpu_column_tile_rows);
+}
 
 TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
   m.impl("column_stats", &column_stats_cpu);
