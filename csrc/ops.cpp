@@ -56,9 +56,6 @@ TORCH_LIBRARY(fastclust, m) {
       "column_loss(Tensor a, Tensor b, int kind, float tau, float weight) "
       "-> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, Tensor grad_gram, "
       "Tensor grad_sq_norms, Tensor grad_sums)");
-  // Rows of the CPU column kernels' register tile in this process: 8 with AVX-512, else 4;
-  // FASTCLUST_CPU_NARROW_TILES=1 forces 4 (so that tests on an AVX-512 machine run that path).
-  m.def("cpu_column_tile_rows() -> int");
 
   // ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
   // Row-wise x / max(||x||_2, 1e-12), as torch.nn.functional.normalize.

@@ -28,6 +28,4 @@ def build_info():
         "cuda_archs": _build_info.CUDA_ARCHS,
         "cuda_kernels": _build_info.WITH_CUDA,
         "cuda_available": torch.cuda.is_available(),
-        # 8 on AVX-512 CPUs, else 4 (FASTCLUST_CPU_NARROW_TILES=1 forces 4).
-        "cpu_column_tile_rows": torch.ops.fastclust.cpu_column_tile_rows(),
     }

@@ -1,8 +1,5 @@
 """asv_similarity, pica_loss, cluster_contrastive_loss and their registered ops."""
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -80,39 +77,6 @@ def test_column_stats_matches_reference(n, k, full_gram):
     gram = got[0][0]
     if full_gram:
         assert torch.equal(gram, gram.T)  # the lower triangle mirrors the upper one exactly
-
-
-NARROW_TILE_CASES = [(n, k, dtype) for n, k in [(1, 2), (5, 3), (300, 17), (1000, 70)]
-                     for dtype in (torch.float32, torch.float64)]
-
-
-def column_results():
-    """column_stats (both Gram shapes) and cluster_contrastive_loss with their gradients, over
-    NARROW_TILE_CASES."""
-    fn, _, kwargs = FRONT_ENDS["cc"]
-    results = []
-    for n, k, dtype in NARROW_TILE_CASES:
-        raw = views(n, k, dtype=dtype, probabilities=False)
-        for full_gram in (False, True):
-            results.append(outputs_and_grads(OPS.column_stats, *raw, {"full_gram": full_gram}))
-        results.append(outputs_and_grads(fn, *views(n, k, dtype=dtype), kwargs))
-    return results
-
-
-def test_narrow_register_tiles_give_the_same_bits(tmp_path):
-    """The 4-row register tiles of CPUs without AVX-512, forced in a subprocess, add every
-    output in the same order as the tiles this process uses: the same bits (and the other tests
-    check this process's results against the reference)."""
-    out = tmp_path / "narrow.pt"
-    code = ("import sys, torch, fastclust; from test_columns import column_results\n"
-            "assert fastclust.build_info()['cpu_column_tile_rows'] == 4\n"
-            "torch.save(column_results(), sys.argv[1])\n")
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True,
-                   env={**os.environ, "FASTCLUST_CPU_NARROW_TILES": "1"},
-                   cwd=os.path.dirname(os.path.abspath(__file__)))
-    for narrow, here in zip(torch.load(out), column_results(), strict=True):
-        for got, want in zip(narrow[0] + narrow[1], here[0] + here[1], strict=True):
-            assert torch.equal(got, want)
 
 
 def test_loss_parts_add_up_and_backpropagate_separately():

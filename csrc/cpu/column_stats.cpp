@@ -1,78 +1,40 @@
 // CPU kernels of the column-statistics family (asv_similarity, pica_loss,
 // cluster_contrastive_loss). The statistics pass splits n into chunks whose boundaries depend
-// only on the shapes; each chunk sums into its own slot and the slots are added in chunk order,
-// so the result does not depend on the number of threads.
+// only on the shapes; each chunk sums into its own slot (its Gram by a BLAS GEMM) and the slots
+// are added in chunk order, so the result does not depend on the number of threads. The
+// backward is the same split: each task's rows of both gradients are two or four GEMMs against
+// the weights W of common/column_backward.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/ops/addmm_cpu_dispatch.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
-#include <memory>
-#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "common/column_checks.h"
 #include "common/column_math.h"
 #include "common/column_backward.h"
+#include "cpu/blas.h"
 #include "cpu/cpu_utils.h"
 
 namespace fastclust {
 namespace {
 
-constexpr int64_t kMinChunkRows = 128;    // rows per chunk at the least
+// Rows per statistics chunk and per backward task. GEMMs over 128 rows or more ran within 20% of
+// one GEMM over all n = 768 rows at k = 70 (one thread), and 128 keeps k = 10 cases in at
+// least a few tasks for the threads to share.
+constexpr int64_t kChunkRows = 128;
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxSlotBytes = int64_t(64) << 20;  // all chunks' partial Grams together
-constexpr int64_t kBackwardRows = 64;     // rows per backward task
-// Register tile of the micro-kernel: Mr rows x tile_cols<A>() columns (at most kNrMax). Mr is
-// kMrWide where AVX-512 gives 32 vector registers (eight rows of accumulators fit), kMrNarrow
-// with 16 (AVX2, SSE2).
-constexpr int64_t kMrNarrow = 4, kMrWide = 8, kNrMax = 16;
-
-// The column kernels are compiled for AVX-512 too (FC_CPU_MULTIVERSION's clones plus
-// x86-64-v4), where the wider tile doubles the multiply-adds per cycle of the Gram and backward
-// passes; with_tile_rows() picks Mr to match the clone the loader chose.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FC_COLUMN_MULTIVERSION \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-inline bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("x86-64-v4");
-  return has;
-}
-#else
-#define FC_COLUMN_MULTIVERSION FC_CPU_MULTIVERSION
-inline bool cpu_has_avx512() { return false; }
-#endif
-
-// The wide tile where AVX-512 has the registers for it, unless FASTCLUST_CPU_NARROW_TILES=1
-// asks for the narrow one (read once, at the first call).
-bool wide_tiles() {
-  static const bool wide = [] {
-    const char* narrow = std::getenv("FASTCLUST_CPU_NARROW_TILES");
-    return cpu_has_avx512() && !(narrow != nullptr && std::string(narrow) == "1");
-  }();
-  return wide;
-}
-
-int64_t cpu_column_tile_rows() { return wide_tiles() ? kMrWide : kMrNarrow; }
-
-// f(std::integral_constant<int64_t, Mr>{}) with this process's register-tile rows.
-template <typename F>
-void with_tile_rows(const F& f) {
-  if (wide_tiles())
-    f(std::integral_constant<int64_t, kMrWide>{});
-  else
-    f(std::integral_constant<int64_t, kMrNarrow>{});
-}
 
 inline int64_t ceil_div_host(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div_host(a, b) * b; }
 
 // Tasks of fewer multiply-adds than this run on the calling thread: forking threads costs
 // more than they save, and far more on a busy machine. Results do not depend on it.
@@ -81,188 +43,46 @@ inline int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, ceil_div_host(kMinTaskWork, std::max<int64_t>(1, work_per_item)));
 }
 
-// Two (n, k) row-major views read as the 2k columns of V = [a | b].
+// (rows x k) row-major block starting at row i0 of an (n, k) matrix, and its transpose.
 template <typename T>
-struct Views {
-  const T* a;
-  const T* b;
-  int64_t n, k;
-  // Rows [i0, i1) of V into `rows` (row stride ld >= 2k + kCopyChunk), in the accumulation
-  // dtype. Copied in whole chunks of kCopyChunk entries, the last one running past the row's end
-  // (into b's part, written next, or the padding) wherever it stays inside the view: a copy of
-  // k entries would compile to a library memcpy call per row, which costs more than the Gram
-  // itself at k = 10.
-  static constexpr int64_t kCopyChunk = 16;
-  template <typename A>
-  __attribute__((always_inline)) void load_rows(int64_t i0, int64_t i1, A* rows, int64_t ld) const {
+at::Tensor rows_of(const T* x, int64_t i0, int64_t rows, int64_t k) {
+  return matrix(x + i0 * k, rows, k, k, 1);
+}
+template <typename T>
+at::Tensor rows_of_transposed(const T* x, int64_t i0, int64_t rows, int64_t k) {
+  return matrix(x + i0 * k, k, rows, 1, k);
+}
+
+// slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1) of a and b. The
+// cross Gram is a^T b; the full one V^T V for V = [a | b], of which the lower-left block b^T a
+// is left out (the caller mirrors the upper triangle into the lower one).
+template <typename T>
+FC_CPU_MULTIVERSION void stats_chunk(const T* a, const T* b, int64_t k, bool full,
+                                     int64_t i0, int64_t i1, T* __restrict__ slot) {
+  const int64_t rows = i1 - i0, side = gram_side(k, full);
+  T* __restrict__ sq = slot + side * side;
+  T* __restrict__ sum = sq + 2 * k;
+  for (int64_t part = 0; part < 2; ++part) {
+    const T* x = part == 0 ? a : b;
     for (int64_t i = i0; i < i1; ++i) {
-      for (int64_t part = 0; part < 2; ++part) {
-        const T* src = (part == 0 ? a : b) + i * k;
-        A* dst = rows + (i - i0) * ld + part * k;
-        int64_t c = 0;
-        for (; c < k && (i * k + c) + kCopyChunk <= n * k; c += kCopyChunk)
-#pragma GCC unroll 16
-          for (int64_t j = 0; j < kCopyChunk; ++j) dst[c + j] = static_cast<A>(src[c + j]);
-        for (; c < k; ++c) dst[c] = static_cast<A>(src[c]);
+      const T* __restrict__ row = x + i * k;
+      for (int64_t c = 0; c < k; ++c) {
+        sq[part * k + c] += row[c] * row[c];
+        sum[part * k + c] += row[c];
       }
     }
   }
-};
-
-// A register-tile row: 64 bytes of A as one GCC vector. Each clone maps it onto its own
-// registers (one AVX-512 register, two AVX2 or four SSE2 ones).
-template <typename A>
-struct Lanes {
-  typedef A type __attribute__((vector_size(64)));
-  static constexpr int64_t count = 64 / sizeof(A);
-};
-
-// Columns of the register tile (16 float, 8 double).
-template <typename A>
-constexpr int64_t tile_cols() { return Lanes<A>::count; }
-
-template <typename A>
-using TileRow = typename Lanes<A>::type;
-
-// By reference rather than returned: a 64-byte vector has no register ABI outside the
-// AVX-512 clone.
-template <typename A>
-inline void load_tile_row(const A* p, TileRow<A>& v) {
-  std::memcpy(&v, p, sizeof v);
-}
-
-// out[j] = row[j] for j < count <= tile_cols<A>(): one vector store for a whole tile row, and
-// a partial one in power-of-two pieces (constant-size copies compile to moves, where a copy
-// loop of `count` entries would become a library memcpy call per row).
-template <typename A, typename T>
-inline void store_tile_row(const TileRow<A>& row, int64_t count, T* out) {
-  static_assert(std::is_same_v<A, T>, "the CPU kernels accumulate float and double in their own type");
-  if (count == tile_cols<A>()) {
-    std::memcpy(out, &row, sizeof row);
-    return;
-  }
-  A lanes[kNrMax];
-  std::memcpy(lanes, &row, sizeof row);
-  int64_t j = 0;
-  const auto piece = [&](auto width) {
-    if (count - j >= width) {
-      std::memcpy(out + j, lanes + j, width * sizeof(T));
-      j += width;
-    }
+  // Gram block (p, q) = part p^T part q, written at rows p k, columns q k of the slot.
+  const auto block = [&](const T* x, const T* y, int64_t row0, int64_t col0) {
+    auto out = matrix(slot + row0 * side + col0, k, k, side, 1);
+    at::cpu::mm_out(out, rows_of_transposed(x, i0, rows, k), rows_of(y, i0, rows, k));
   };
-  static_assert(kNrMax <= 16, "pieces of 8, 4, 2 and 1 cover a partial row");
-  piece(std::integral_constant<int64_t, 8>{});
-  piece(std::integral_constant<int64_t, 4>{});
-  piece(std::integral_constant<int64_t, 2>{});
-  piece(std::integral_constant<int64_t, 1>{});
-}
-
-// sum[r][j] += sum_{s < steps} x[s xs + r xr] * y[s ys + j] for r < Mr, j < tile_cols<A>():
-// the kernel of both the statistics (s runs over rows of V) and the backward (s runs over V's
-// columns), in ascending s. The callers pad x and y so that every read is in bounds; outputs
-// past the matrices' edges are computed and dropped.
-template <int64_t Mr, typename A>
-__attribute__((always_inline)) inline void micro_tile(const A* __restrict__ x, int64_t xs,
-                                                      int64_t xr, const A* __restrict__ y,
-                                                      int64_t ys, int64_t steps,
-                                                      TileRow<A> (&sum)[kMrWide]) {
-  for (int64_t s = 0; s < steps; ++s) {
-    TileRow<A> y_row;
-    load_tile_row(y + s * ys, y_row);
-    const A* xrow = x + s * xs;
-#pragma GCC unroll 8
-    for (int64_t r = 0; r < Mr; ++r) sum[r] += xrow[r * xr] * y_row;
-  }
-}
-
-// The Gram's rows are V's columns [0, side); its columns start at V column `right` (k for the
-// cross Gram a^T b, 0 for V^T V, of which only the upper triangle is kept).
-struct GramShape {
-  int64_t side, right;
-  bool full;
-};
-
-// Row stride of a staged block of V rows: room for a tile reading past V's last column.
-inline int64_t staged_stride(int64_t k) { return 2 * k + kNrMax + kMrWide; }
-static_assert(kNrMax + kMrWide >= Views<float>::kCopyChunk, "a row copy's last chunk must fit");
-
-// Rows [i0, i1) of V, row stride staged_stride(k), followed by zero rows up to padded_rows; the
-// columns past 2k are zero too (tiles read them into outputs that are dropped). Only the
-// padding is cleared: zero-filling the whole block first cost as much as copying it.
-template <typename T, typename A>
-std::unique_ptr<A[]> stage_rows(const Views<T>& x, int64_t i0, int64_t i1, int64_t padded_rows) {
-  const int64_t ld = staged_stride(x.k), w = 2 * x.k, rows = i1 - i0;
-  std::unique_ptr<A[]> staged(new A[padded_rows * ld]);
-  x.load_rows(i0, i1, staged.get(), ld);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t c = 0; c < kNrMax + kMrWide; ++c) staged[i * ld + w + c] = A(0);
-  std::fill(staged.get() + rows * ld, staged.get() + padded_rows * ld, A(0));
-  return staged;
-}
-
-// slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1).
-template <int64_t Mr, typename T, typename A>
-FC_COLUMN_MULTIVERSION void stats_chunk(const Views<T>& x, GramShape s, int64_t i0, int64_t i1,
-                                     A* __restrict__ slot) {
-  const int64_t w = 2 * x.k, ld = staged_stride(x.k), rows = i1 - i0;
-  A* __restrict__ gram = slot;
-  A* __restrict__ sq = slot + s.side * s.side;
-  A* __restrict__ sum = sq + w;
-  const auto staged = stage_rows<T, A>(x, i0, i1, rows);
-  for (int64_t i = 0; i < rows; ++i) {
-    const A* v = staged.get() + i * ld;
-    for (int64_t c = 0; c < w; ++c) {
-      sq[c] += v[c] * v[c];
-      sum[c] += v[c];
-    }
-  }
-  constexpr int64_t nr = tile_cols<A>();
-  for (int64_t p0 = 0; p0 < s.side; p0 += Mr) {
-    // V^T V: tiles wholly below the diagonal are mirrors; skip them.
-    for (int64_t q0 = s.full ? p0 / nr * nr : 0; q0 < s.side; q0 += nr) {
-      TileRow<A> tile[kMrWide];
-#pragma GCC unroll 8
-      for (int64_t r = 0; r < Mr; ++r) tile[r] = TileRow<A>{};
-      micro_tile<Mr>(staged.get() + p0, ld, 1, staged.get() + s.right + q0, ld, rows, tile);
-      for (int64_t r = 0; r < Mr && p0 + r < s.side; ++r)
-        store_tile_row<A>(tile[r], std::min(nr, s.side - q0), gram + (p0 + r) * s.side + q0);
-    }
-  }
-}
-
-// grad_o[i, c] = 2 V[i, o k + c] grad_sq + grad_sums + sum over parts p of
-// V_p[i, :] W[p k + :, o k + c], for rows [i0, i1). W (null: zero) has row stride ldw and room
-// for a tile past its last column; grad_sq and grad_sum hold 2k + kNrMax entries (zero padded).
-template <int64_t Mr, typename T, typename A>
-FC_COLUMN_MULTIVERSION void backward_rows(const Views<T>& x, bool full, const A* W, int64_t ldw,
-                                          const A* grad_sq, const A* grad_sum, int64_t i0,
-                                          int64_t i1, T* grad_a, T* grad_b) {
-  const int64_t k = x.k, ld = staged_stride(k), rows = i1 - i0;
-  const auto staged = stage_rows<T, A>(x, i0, i1, round_up(rows, Mr));
-  constexpr int64_t nr = tile_cols<A>();
-  for (int64_t o = 0; o < 2; ++o) {
-    T* out = o == 0 ? grad_a : grad_b;
-    for (int64_t r0 = 0; r0 < rows; r0 += Mr) {
-      for (int64_t c0 = 0; c0 < k; c0 += nr) {
-        const int64_t col = o * k + c0;
-        TileRow<A> sq, sm, sum[kMrWide];
-        load_tile_row(grad_sq + col, sq);
-        load_tile_row(grad_sum + col, sm);
-        const TileRow<A> sq2 = A(2) * sq;
-#pragma GCC unroll 8
-        for (int64_t r = 0; r < Mr; ++r) {
-          load_tile_row(staged.get() + (r0 + r) * ld + col, sum[r]);
-          sum[r] = sum[r] * sq2 + sm;
-        }
-        for (int64_t part = 0; W != nullptr && part < 2; ++part) {
-          if (!full && part == o) continue;  // the cross Gram pairs a with b only
-          micro_tile<Mr>(staged.get() + r0 * ld + part * k, 1, ld, W + part * k * ldw + col, ldw,
-                         k, sum);
-        }
-        for (int64_t r = 0; r < Mr && r0 + r < rows; ++r)
-          store_tile_row<A>(sum[r], std::min(nr, k - c0), out + (i0 + r0 + r) * k + c0);
-      }
-    }
+  if (full) {
+    block(a, a, 0, 0);
+    block(a, b, 0, k);
+    block(b, b, k, k);
+  } else {
+    block(a, b, 0, 0);
   }
 }
 
@@ -272,44 +92,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cpu(const at::Tensor
   check_column_views(a, b);
   const auto ac = a.contiguous(), bc = b.contiguous();
   const int64_t n = a.size(0), k = a.size(1), side = gram_side(k, full_gram);
-  const GramShape shape{side, full_gram ? 0 : k, full_gram};
   const auto opts = a.options().dtype(at::toOpMathType(a.scalar_type()));
   auto gram = at::empty({side, side}, opts);
   auto sq_norms = at::empty({2 * k}, opts);
   auto sums = at::empty({2 * k}, opts);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const Views<scalar_t> x{ac.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), n, k};
+    using T = scalar_t;
+    static_assert(std::is_same_v<T, at::opmath_type<T>>, "float and double accumulate in their own type");
+    const T* pa = ac.const_data_ptr<T>();
+    const T* pb = bc.const_data_ptr<T>();
     const int64_t slot_size = side * side + 4 * k;
     const int64_t max_chunks = std::clamp<int64_t>(
-        kMaxSlotBytes / (slot_size * static_cast<int64_t>(sizeof(acc_t))), 1, kMaxChunks);
-    const int64_t chunk_rows = std::max(kMinChunkRows, ceil_div_host(n, max_chunks));
+        kMaxSlotBytes / (slot_size * static_cast<int64_t>(sizeof(T))), 1, kMaxChunks);
+    const int64_t chunk_rows = std::max(kChunkRows, ceil_div_host(n, max_chunks));
     const int64_t chunks = ceil_div_host(n, chunk_rows);
-    std::vector<acc_t> slots(chunks * slot_size, acc_t(0));
-    with_tile_rows([&](auto mr) {
-      at::parallel_for(0, chunks, grain_for(chunk_rows * side * side), [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c)
-          stats_chunk<decltype(mr)::value>(x, shape, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
-                            slots.data() + c * slot_size);
-      });
+    std::vector<T> slots(chunks * slot_size, T(0));
+    at::parallel_for(0, chunks, grain_for(chunk_rows * side * side), [&](int64_t begin, int64_t end) {
+      SequentialBlas sequential;
+      for (int64_t c = begin; c < end; ++c)
+        stats_chunk(pa, pb, k, full_gram, c * chunk_rows, std::min(n, (c + 1) * chunk_rows),
+                    slots.data() + c * slot_size);
     });
     // Chunks added in order, in double; V^T V's lower triangle mirrors the upper one.
     std::vector<double> totals(slot_size, 0.0);
     for (int64_t c = 0; c < chunks; ++c)
       for (int64_t idx = 0; idx < slot_size; ++idx) totals[idx] += slots[c * slot_size + idx];
-    auto total = [&](int64_t idx) { return static_cast<acc_t>(totals[idx]); };
-    acc_t* g = gram.mutable_data_ptr<acc_t>();
+    auto total = [&](int64_t idx) { return static_cast<T>(totals[idx]); };
+    T* g = gram.mutable_data_ptr<T>();
     for (int64_t p = 0; p < side; ++p)
       for (int64_t q = 0; q < side; ++q)
         g[p * side + q] = (full_gram && q < p) ? g[q * side + p] : total(p * side + q);
-    acc_t* sq = sq_norms.mutable_data_ptr<acc_t>();
-    acc_t* sm = sums.mutable_data_ptr<acc_t>();
+    T* sq = sq_norms.mutable_data_ptr<T>();
+    T* sm = sums.mutable_data_ptr<T>();
     for (int64_t c = 0; c < 2 * k; ++c) {
       sq[c] = total(side * side + c);
       sm[c] = total(side * side + 2 * k + c);
     }
   });
   return {gram, sq_norms, sums};
+}
+
+// Rows [i0, i1) of grad_out (part o of V's gradient): 2 x grad_sq + grad_sum elementwise, then
+// plus V_p W[p k + :, o k + :] for each part p that W pairs with o (W null: none).
+template <typename T>
+FC_CPU_MULTIVERSION void backward_rows(const T* a, const T* b, int64_t k, bool full, const T* W,
+                                       const T* grad_sq, const T* grad_sum, int64_t o,
+                                       int64_t i0, int64_t i1, T* __restrict__ grad_out) {
+  const T* __restrict__ x = o == 0 ? a : b;
+  const T* __restrict__ sq = grad_sq + o * k;
+  const T* __restrict__ sm = grad_sum + o * k;
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t c = 0; c < k; ++c) grad_out[i * k + c] = T(2) * x[i * k + c] * sq[c] + sm[c];
+  if (W == nullptr) return;
+  auto out = rows_of(grad_out, i0, i1 - i0, k);
+  for (int64_t part = 0; part < 2; ++part) {
+    if (!full && part == o) continue;  // the cross Gram pairs a with b only
+    at::cpu::addmm_(out, rows_of(part == 0 ? a : b, i0, i1 - i0, k),
+                    matrix(W + part * k * 2 * k + o * k, k, k, 2 * k, 1));
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
@@ -321,38 +161,35 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cpu(
   auto grad_a = at::empty({n, k}, a.options());
   auto grad_b = at::empty({n, k}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_stats_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
-    // W with room for a register tile reading past its last column (a k x k copy).
-    const int64_t ldw = w + kNrMax;
-    std::vector<acc_t> padded;
+    using T = scalar_t;
+    std::vector<T> weights;
     if (in.grad_gram.defined()) {
-      padded.assign(w * ldw, acc_t(0));
-      const acc_t* g = in.grad_gram.const_data_ptr<acc_t>();
+      weights.assign(w * w, T(0));
+      const T* g = in.grad_gram.const_data_ptr<T>();
       for (int64_t row = 0; row < w; ++row)
         for (int64_t col = 0; col < w; ++col)
           if (full_gram || (row < k) != (col < k))
-            padded[row * ldw + col] = backward_weight(g, k, full_gram, row, col);
+            weights[row * w + col] = backward_weight(g, k, full_gram, row, col);
     }
-    const acc_t* W = padded.empty() ? nullptr : padded.data();
-    // The vector gradients zero padded (an absent one is zero) for whole-tile-row loads.
-    auto padded_vector = [&](const at::Tensor& v) {
-      std::vector<acc_t> out(w + kNrMax, acc_t(0));
-      if (v.defined()) std::memcpy(out.data(), v.const_data_ptr<acc_t>(), w * sizeof(acc_t));
+    // An absent vector gradient is zero.
+    const auto vector_or_zeros = [&](const at::Tensor& v) {
+      std::vector<T> out(w, T(0));
+      if (v.defined()) std::copy_n(v.const_data_ptr<T>(), w, out.data());
       return out;
     };
-    const auto grad_sq = padded_vector(in.grad_sq_norms), grad_sum = padded_vector(in.grad_sums);
-    const acc_t* sq = grad_sq.data();
-    const acc_t* sm = grad_sum.data();
-    scalar_t* ga = grad_a.mutable_data_ptr<scalar_t>();
-    scalar_t* gb = grad_b.mutable_data_ptr<scalar_t>();
-    const int64_t block_work = kBackwardRows * w * k;
-    with_tile_rows([&](auto mr) {
-      at::parallel_for(0, ceil_div_host(n, kBackwardRows), grain_for(block_work), [&](int64_t begin, int64_t end) {
-        for (int64_t t = begin; t < end; ++t)
-          backward_rows<decltype(mr)::value>(x, full_gram, W, ldw, sq, sm, t * kBackwardRows,
-                              std::min(n, (t + 1) * kBackwardRows), ga, gb);
-      });
+    const auto sq = vector_or_zeros(in.grad_sq_norms), sm = vector_or_zeros(in.grad_sums);
+    const T* pa = in.a.const_data_ptr<T>();
+    const T* pb = in.b.const_data_ptr<T>();
+    const T* W = weights.empty() ? nullptr : weights.data();
+    T* out[2] = {grad_a.mutable_data_ptr<T>(), grad_b.mutable_data_ptr<T>()};
+    const int64_t tasks = ceil_div_host(n, kChunkRows);
+    at::parallel_for(0, 2 * tasks, grain_for(kChunkRows * w * k), [&](int64_t begin, int64_t end) {
+      SequentialBlas sequential;
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t o = t / tasks, i0 = (t % tasks) * kChunkRows;
+        backward_rows(pa, pb, k, full_gram, W, sq.data(), sm.data(), o, i0,
+                      std::min(n, i0 + kChunkRows), out[o]);
+      }
     });
   });
   return {grad_a, grad_b};
@@ -367,7 +204,7 @@ T max_of(T a, T b) { return a > b ? a : b; }
 // as whole-row loops (lane-split reductions, a vector exp): a k = 70 row is then a few hundred
 // cycles, where a scalar loop with a library exp per entry cost ten times that.
 template <typename T>
-FC_COLUMN_MULTIVERSION void loss_row(const T* __restrict__ g_row, const T* __restrict__ u_cols,
+FC_CPU_MULTIVERSION void loss_row(const T* __restrict__ g_row, const T* __restrict__ u_cols,
                                      T scale, int64_t rows, int64_t pos, int64_t excluded,
                                      T inv_rows, T* __restrict__ sim, T* __restrict__ e,
                                      T* __restrict__ dg_row, T& loss, T& reduced) {
@@ -451,11 +288,6 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
 }
 
 }  // namespace
-
-// No tensor argument to dispatch on: one kernel for every dispatch key.
-TORCH_LIBRARY_IMPL(fastclust, CompositeExplicitAutograd, m) {
-  m.impl("cpu_column_tile_rows", &cpu_column_tile_rows);
-}
 
 TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
   m.impl("column_stats", &column_stats_cpu);
