@@ -27,9 +27,9 @@
 namespace fastclust {
 namespace {
 
-// Rows per statistics chunk and per backward task. GEMMs over 128 rows or more ran within 20% of
-// one GEMM over all n = 768 rows at k = 70 (one thread), and 128 keeps k = 10 cases in at
-// least a few tasks for the threads to share.
+// Rows per statistics chunk and per backward task. At n = 768, k = 70 (one thread) the Gram took
+// 73 us in 128-row GEMMs, 66 us in 256-row ones and 60 us in one; 128 rows leave small
+// batches a few tasks for the threads to share.
 constexpr int64_t kChunkRows = 128;
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxSlotBytes = int64_t(64) << 20;  // all chunks' partial Grams together
