@@ -88,6 +88,8 @@ class Sobel(nn.Module):
     """Grayscale then horizontal and vertical Sobel filters: 2 output channels (PICA's option,
     which keeps the network from clustering on colour alone)."""
 
+    out_channels = 2
+
     def __init__(self):
         super().__init__()
         gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
@@ -136,7 +138,7 @@ def make_trunk(input_shape, *, kind="conv", widths=None, depth=2, hidden=(512, 2
     "resnet"), fed their :class:`Sobel` edges with ``sobel``; (D,) feature vectors an MLP."""
     if len(input_shape) == 1:
         return MLPTrunk(input_shape[0], tuple(hidden))
-    channels = 2 if sobel else input_shape[0]
+    channels = Sobel.out_channels if sobel else input_shape[0]
     if kind == "conv":
         trunk = ConvTrunk(channels, tuple(widths or (16, 32, 64)), depth, pool)
     elif kind == "resnet":

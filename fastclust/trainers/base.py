@@ -65,8 +65,8 @@ class Method:
             raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
                              f"known: {sorted(self.defaults)}")
         self.params = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
-        if self.params.get("lr_decay", "none") not in ("none", "cosine"):
-            raise ValueError(f"{self.name}: lr_decay must be 'none' or 'cosine', got {self.params['lr_decay']!r}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"{self.name}: lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
         self.input_shape = tuple(input_shape)
         self.num_clusters = int(num_clusters)
         if self.num_clusters < 2:
@@ -90,12 +90,18 @@ class Method:
         """What the schedule sets for ``epoch`` (thresholds, phase), logged in the history."""
         return {}
 
+    @property
+    def lr_decay(self):
+        """The learning-rate schedule: "none" (constant) or "cosine"; "none" for a method
+        without the parameter."""
+        return self.params.get("lr_decay", "none")
+
     def learning_rate(self, epoch):
         """The learning rate of ``epoch``: ``lr``, or with ``lr_decay`` "cosine" ``lr`` decayed
         along half a cosine to 0 over the run's epochs (a function of the epoch alone, so a
         resumed run sets what an uninterrupted one does)."""
         lr = float(self.params["lr"])
-        if self.params.get("lr_decay", "none") == "none":
+        if self.lr_decay == "none":
             return lr
         return lr * 0.5 * (1 + math.cos(math.pi * epoch / self.num_epochs()))
 
@@ -197,8 +203,7 @@ class Trainer:
 
     def load_state_dict(self, state):
         planned = state.get("num_epochs")
-        decays = self.method.params.get("lr_decay", "none") != "none"
-        if decays and planned is not None and planned != self.num_epochs:
+        if self.method.lr_decay != "none" and planned is not None and planned != self.num_epochs:
             raise ValueError(
                 f"{self.method.name}: the checkpointed run decays its learning rate over {planned} epochs; "
                 f"continuing it over {self.num_epochs} would change the rates its first epochs trained "
