@@ -67,7 +67,7 @@ if force_cuda and not with_cuda:
 if not with_cuda:
     print(f"fastclust: building CPU kernels only ({reason})")
 
-sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/autograd/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
 cxx_flags = ["-O3", "-fopenmp"]
 nvcc_flags = ["-O3", "-lineinfo"]
 if with_cuda:

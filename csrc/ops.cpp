@@ -1,5 +1,6 @@
 // Schemas of every fastclust op. Kernels register per device in csrc/cpu/<op>.cpp and
-// csrc/cuda/<op>.cu; fake kernels and autograd are registered from Python (fastclust/ops/).
+// csrc/cuda/<op>.cu; fake kernels and autograd are registered from Python (fastclust/ops/),
+// except the column-statistics family's autograd, in csrc/autograd/column_ops.cpp.
 #include <Python.h>
 #include <torch/library.h>
 

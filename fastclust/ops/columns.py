@@ -10,7 +10,8 @@ separate ops so that a global-batch version can all-reduce the statistics in bet
 The local loss (no process group) runs the first two in one op, ``column_loss``, which also
 returns the loss's gradient w.r.t. the statistics, so that its backward is the one pass over n:
 at the sizes people train with (n ~ 10^3, k ~ 10^2) the passes take tens of microseconds, so
-every op call and autograd node saved counts.
+every op call and autograd node saved counts. For the same reason these ops' autograd is
+registered in C++ (csrc/autograd/column_ops.cpp), not here: only their fake kernels are.
 """
 import torch
 
@@ -48,71 +49,6 @@ def _column_loss_fake(gram, sq_norms, sums, kind, tau, weight):
 def _column_loss_fused_fake(a, b, kind, tau, weight):
     gram, sq_norms, sums = _column_stats_fake(a, b, kind == CLUSTER_CONTRASTIVE)
     return _column_loss_fake(gram, sq_norms, sums, kind, tau, weight)
-
-
-def _stats_setup(ctx, inputs, output):
-    a, b, ctx.full_gram = inputs
-    ctx.save_for_backward(a, b)
-
-
-def _stats_backward(ctx, grad_gram, grad_sq_norms, grad_sums):
-    a, b = ctx.saved_tensors
-    grad_a, grad_b = OPS.column_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, ctx.full_gram)
-    return grad_a, grad_b, None
-
-
-torch.library.register_autograd("fastclust::column_stats", _stats_backward, setup_context=_stats_setup)
-
-
-def _loss_setup(ctx, inputs, output):
-    ctx.weight = inputs[5]
-    ctx.save_for_backward(*output[3:])
-    ctx.mark_non_differentiable(*output[3:])
-
-
-def _add(x, y):
-    return y if x is None else x if y is None else x + y
-
-
-def _statistics_grads(weight, loss_grads, grad_loss, grad_ce, grad_entropy):
-    """Gradients w.r.t. (gram, sq_norms, sums) from those of the loss and its parts, given
-    loss_grads = column_loss_from_stats's d cross_entropy / d (gram, sq_norms) and
-    d entropy_term / d sums."""
-    grad_gram, grad_sq_norms, grad_sums = loss_grads
-    # loss = cross_entropy + weight * entropy_term; the cross-entropy depends on (gram,
-    # sq_norms) only and the entropy term on sums only.
-    through_ce = _add(grad_loss, grad_ce)
-    through_entropy = _add(None if grad_loss is None else grad_loss * weight, grad_entropy)
-    return (None if through_ce is None else through_ce * grad_gram,
-            None if through_ce is None else through_ce * grad_sq_norms,
-            None if through_entropy is None else through_entropy * grad_sums)
-
-
-def _loss_backward(ctx, grad_loss, grad_ce, grad_entropy, *_grads_of_grads):
-    return (*_statistics_grads(ctx.weight, ctx.saved_tensors, grad_loss, grad_ce, grad_entropy),
-            None, None, None)
-
-
-torch.library.register_autograd("fastclust::column_loss_from_stats", _loss_backward,
-                                setup_context=_loss_setup)
-
-
-def _fused_setup(ctx, inputs, output):
-    a, b, kind, _, ctx.weight = inputs
-    ctx.full_gram = kind == CLUSTER_CONTRASTIVE
-    ctx.save_for_backward(a, b, *output[3:])
-    ctx.mark_non_differentiable(*output[3:])
-
-
-def _fused_backward(ctx, grad_loss, grad_ce, grad_entropy, *_grads_of_grads):
-    a, b, *loss_grads = ctx.saved_tensors
-    grad_gram, grad_sq_norms, grad_sums = _statistics_grads(ctx.weight, loss_grads, grad_loss,
-                                                            grad_ce, grad_entropy)
-    grad_a, grad_b = OPS.column_stats_backward(grad_gram, grad_sq_norms, grad_sums, a, b, ctx.full_gram)
-    return grad_a, grad_b, None, None, None
-
-
-torch.library.register_autograd("fastclust::column_loss", _fused_backward, setup_context=_fused_setup)
 
 
 def _statistics(a, b, full_gram, group):

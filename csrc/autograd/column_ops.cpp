@@ -1,0 +1,185 @@
+// Autograd of the column-statistics ops, for every device. The other op families register
+// their autograd from Python (fastclust/ops/); this one is in C++ because its losses are
+// overhead-bound at the sizes people train with: at n = 768, k = 70 on 2 CPU cores the two
+// passes over n take ~0.3 ms, and torch.library's Python autograd wrapper plus the gradient
+// scaling as Python tensor ops added ~55 us to a pica_loss fwd+bwd (bench/RESULTS.md).
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+#include "common/column_math.h"
+
+namespace fastclust {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using Stats = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using LossOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+c10::TypedOperatorHandle<Stats(const at::Tensor&, const at::Tensor&, bool)> column_stats_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastclust::column_stats", "")
+                             .typed<Stats(const at::Tensor&, const at::Tensor&, bool)>();
+  return op;
+}
+
+std::tuple<at::Tensor, at::Tensor> stats_backward(const std::optional<at::Tensor>& grad_gram,
+                                                  const std::optional<at::Tensor>& grad_sq_norms,
+                                                  const std::optional<at::Tensor>& grad_sums,
+                                                  const at::Tensor& a, const at::Tensor& b,
+                                                  bool full_gram) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastclust::column_stats_backward", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(
+              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+              const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, bool)>();
+  return op.call(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+}
+
+LossOutputs column_loss_from_stats_op(const at::Tensor& gram, const at::Tensor& sq_norms,
+                                      const at::Tensor& sums, int64_t kind, double tau,
+                                      double weight) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastclust::column_loss_from_stats", "")
+          .typed<LossOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
+                             double, double)>();
+  return op.call(gram, sq_norms, sums, kind, tau, weight);
+}
+
+LossOutputs column_loss_op(const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+                           double weight) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastclust::column_loss", "")
+          .typed<LossOutputs(const at::Tensor&, const at::Tensor&, int64_t, double, double)>();
+  return op.call(a, b, kind, tau, weight);
+}
+
+std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+at::Tensor sum_of_defined(const at::Tensor& x, const at::Tensor& y) {
+  return !x.defined() ? y : !y.defined() ? x : x + y;
+}
+
+// Gradients w.r.t. (gram, sq_norms, sums), absent ones undefined, of the three loss outputs
+// given their incoming gradients (undefined: unused). The loss ops return d cross_entropy /
+// d (gram, sq_norms) and d entropy_term / d sums; loss = cross_entropy + weight *
+// entropy_term, the cross-entropy depends on (gram, sq_norms) only and the entropy term on
+// sums only.
+variable_list statistics_grads(AutogradContext* ctx, const variable_list& grads,
+                               const at::Tensor& ce_grad_gram, const at::Tensor& ce_grad_sq_norms,
+                               const at::Tensor& entropy_grad_sums) {
+  const at::Tensor& grad_loss = grads[0];
+  const double weight = ctx->saved_data["weight"].toDouble();
+  const at::Tensor through_ce = sum_of_defined(grad_loss, grads[1]);
+  const at::Tensor through_entropy =
+      sum_of_defined(grad_loss.defined() ? grad_loss * weight : at::Tensor(), grads[2]);
+  const auto scaled = [](const at::Tensor& by, const at::Tensor& grad) {
+    return by.defined() ? by * grad : at::Tensor();
+  };
+  return {scaled(through_ce, ce_grad_gram), scaled(through_ce, ce_grad_sq_norms),
+          scaled(through_entropy, entropy_grad_sums)};
+}
+
+// Saves what statistics_grads needs from a loss op's outputs; its gradient outputs carry none.
+LossOutputs keep_loss_outputs(AutogradContext* ctx, LossOutputs outputs, double weight) {
+  ctx->saved_data["weight"] = weight;
+  ctx->mark_non_differentiable({std::get<3>(outputs), std::get<4>(outputs), std::get<5>(outputs)});
+  // Unused outputs arrive as undefined gradients rather than zero tensors to multiply.
+  ctx->set_materialize_grads(false);
+  return outputs;
+}
+
+variable_list as_list(const LossOutputs& o) {
+  return {std::get<0>(o), std::get<1>(o), std::get<2>(o), std::get<3>(o), std::get<4>(o), std::get<5>(o)};
+}
+
+LossOutputs as_tuple(const variable_list& o) { return {o[0], o[1], o[2], o[3], o[4], o[5]}; }
+
+class ColumnStats : public torch::autograd::Function<ColumnStats> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               bool full_gram) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    ctx->save_for_backward({a, b});
+    ctx->saved_data["full_gram"] = full_gram;
+    ctx->set_materialize_grads(false);
+    const auto [gram, sq_norms, sums] = column_stats_op().call(a, b, full_gram);
+    return {gram, sq_norms, sums};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto [grad_a, grad_b] =
+        stats_backward(defined_or_none(grads[0]), defined_or_none(grads[1]), defined_or_none(grads[2]),
+                       saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
+    return {grad_a, grad_b, at::Tensor()};
+  }
+};
+
+class ColumnLossFromStats : public torch::autograd::Function<ColumnLossFromStats> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& gram, const at::Tensor& sq_norms,
+                               const at::Tensor& sums, int64_t kind, double tau, double weight) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto outputs = keep_loss_outputs(
+        ctx, column_loss_from_stats_op(gram, sq_norms, sums, kind, tau, weight), weight);
+    ctx->save_for_backward({std::get<3>(outputs), std::get<4>(outputs), std::get<5>(outputs)});
+    return as_list(outputs);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto stats_grads = statistics_grads(ctx, grads, saved[0], saved[1], saved[2]);
+    stats_grads.resize(6);  // kind, tau and weight get none
+    return stats_grads;
+  }
+};
+
+// The local loss: its backward is one column_stats_backward on the scaled statistics gradients.
+class ColumnLoss : public torch::autograd::Function<ColumnLoss> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               int64_t kind, double tau, double weight) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto outputs = keep_loss_outputs(ctx, column_loss_op(a, b, kind, tau, weight), weight);
+    ctx->saved_data["full_gram"] = kind == kClusterContrastive;
+    ctx->save_for_backward({a, b, std::get<3>(outputs), std::get<4>(outputs), std::get<5>(outputs)});
+    return as_list(outputs);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto stats_grads = statistics_grads(ctx, grads, saved[2], saved[3], saved[4]);
+    const auto [grad_a, grad_b] = stats_backward(
+        defined_or_none(stats_grads[0]), defined_or_none(stats_grads[1]), defined_or_none(stats_grads[2]),
+        saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
+    return {grad_a, grad_b, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastclust, Autograd, m) {
+  m.impl("column_stats", [](const at::Tensor& a, const at::Tensor& b, bool full_gram) {
+    const auto out = ColumnStats::apply(a, b, full_gram);
+    return Stats{out[0], out[1], out[2]};
+  });
+  m.impl("column_loss_from_stats", [](const at::Tensor& gram, const at::Tensor& sq_norms,
+                                      const at::Tensor& sums, int64_t kind, double tau, double weight) {
+    return as_tuple(ColumnLossFromStats::apply(gram, sq_norms, sums, kind, tau, weight));
+  });
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+                           double weight) { return as_tuple(ColumnLoss::apply(a, b, kind, tau, weight)); });
+}
+
+}  // namespace fastclust
