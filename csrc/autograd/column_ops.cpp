@@ -21,49 +21,48 @@ using torch::autograd::variable_list;
 using Stats = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using LossOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-c10::TypedOperatorHandle<Stats(const at::Tensor&, const at::Tensor&, bool)> column_stats_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastclust::column_stats", "")
-                             .typed<Stats(const at::Tensor&, const at::Tensor&, bool)>();
-  return op;
+// The forward ops run, and the backward calls, the device kernels through the dispatcher (below
+// autograd in forward); each op's handle is looked up once.
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
 }
 
-std::tuple<at::Tensor, at::Tensor> stats_backward(const std::optional<at::Tensor>& grad_gram,
-                                                  const std::optional<at::Tensor>& grad_sq_norms,
-                                                  const std::optional<at::Tensor>& grad_sums,
-                                                  const at::Tensor& a, const at::Tensor& b,
-                                                  bool full_gram) {
+Stats column_stats_op(const at::Tensor& a, const at::Tensor& b, bool full_gram) {
   static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastclust::column_stats_backward", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(
-              const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-              const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, bool)>();
-  return op.call(grad_gram, grad_sq_norms, grad_sums, a, b, full_gram);
+      find_op<Stats(const at::Tensor&, const at::Tensor&, bool)>("fastclust::column_stats");
+  return op.call(a, b, full_gram);
+}
+
+std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// column_stats_backward for the gradients w.r.t. (gram, sq_norms, sums), undefined ones absent.
+variable_list stats_backward(const variable_list& stats_grads, const at::Tensor& a, const at::Tensor& b,
+                             bool full_gram) {
+  using Optional = const std::optional<at::Tensor>&;
+  static const auto op = find_op<std::tuple<at::Tensor, at::Tensor>(
+      Optional, Optional, Optional, const at::Tensor&, const at::Tensor&, bool)>(
+      "fastclust::column_stats_backward");
+  const auto [grad_a, grad_b] = op.call(defined_or_none(stats_grads[0]), defined_or_none(stats_grads[1]),
+                                        defined_or_none(stats_grads[2]), a, b, full_gram);
+  return {grad_a, grad_b};
 }
 
 LossOutputs column_loss_from_stats_op(const at::Tensor& gram, const at::Tensor& sq_norms,
                                       const at::Tensor& sums, int64_t kind, double tau,
                                       double weight) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastclust::column_loss_from_stats", "")
-          .typed<LossOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
-                             double, double)>();
+  static const auto op = find_op<LossOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                             int64_t, double, double)>("fastclust::column_loss_from_stats");
   return op.call(gram, sq_norms, sums, kind, tau, weight);
 }
 
 LossOutputs column_loss_op(const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
                            double weight) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastclust::column_loss", "")
-          .typed<LossOutputs(const at::Tensor&, const at::Tensor&, int64_t, double, double)>();
+  static const auto op = find_op<LossOutputs(const at::Tensor&, const at::Tensor&, int64_t, double,
+                                             double)>("fastclust::column_loss");
   return op.call(a, b, kind, tau, weight);
-}
-
-std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
 
 at::Tensor sum_of_defined(const at::Tensor& x, const at::Tensor& y) {
@@ -113,16 +112,15 @@ class ColumnStats : public torch::autograd::Function<ColumnStats> {
     ctx->save_for_backward({a, b});
     ctx->saved_data["full_gram"] = full_gram;
     ctx->set_materialize_grads(false);
-    const auto [gram, sq_norms, sums] = column_stats_op().call(a, b, full_gram);
+    const auto [gram, sq_norms, sums] = column_stats_op(a, b, full_gram);
     return {gram, sq_norms, sums};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto [grad_a, grad_b] =
-        stats_backward(defined_or_none(grads[0]), defined_or_none(grads[1]), defined_or_none(grads[2]),
-                       saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
-    return {grad_a, grad_b, at::Tensor()};
+    auto input_grads = stats_backward(grads, saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
+    input_grads.emplace_back();  // full_gram gets none
+    return input_grads;
   }
 };
 
@@ -159,11 +157,10 @@ class ColumnLoss : public torch::autograd::Function<ColumnLoss> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto stats_grads = statistics_grads(ctx, grads, saved[2], saved[3], saved[4]);
-    const auto [grad_a, grad_b] = stats_backward(
-        defined_or_none(stats_grads[0]), defined_or_none(stats_grads[1]), defined_or_none(stats_grads[2]),
-        saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
-    return {grad_a, grad_b, at::Tensor(), at::Tensor(), at::Tensor()};
+    auto input_grads = stats_backward(statistics_grads(ctx, grads, saved[2], saved[3], saved[4]),
+                                      saved[0], saved[1], ctx->saved_data["full_gram"].toBool());
+    input_grads.resize(5);  // kind, tau and weight get none
+    return input_grads;
   }
 };
 
