@@ -105,11 +105,11 @@ def _resume_config(args):
     with open(path) as f:
         config = json.load(f)
     given = {"method": args.method, "data": args.data, "format": args.format, "clusters": args.clusters,
-             "seed": args.seed}
+             "seed": args.seed, "restarts": args.restarts, "restart_epochs": args.restart_epochs}
     for key, value in given.items():
-        if value is not None and value != config[key]:
+        if value is not None and value != config.get(key):
             raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
-                             f"run's {config[key]!r}")
+                             f"run's {config.get(key)!r}")
     params = _method_params(args)
     for key, value in params.items():
         # More epochs extend a finished or interrupted run (the trainer refuses when they would
@@ -147,8 +147,25 @@ def _start_distributed(args):
     return dist.get_rank()
 
 
+def _restart_settings(args, method):
+    """(number of restarts, epoch of the choice) of a new run, checked against its schedule."""
+    restarts = 1 if args.restarts is None else args.restarts
+    if restarts < 1:
+        raise SystemExit(f"fastclust: --restarts must be at least 1, got {restarts}")
+    epochs = method.num_epochs()
+    # A quarter of the run: on mnist5k, DAC seeds that end in a poor partition already have the
+    # higher loss by then (README, "Quality").
+    select = args.restart_epochs if args.restart_epochs is not None else max(1, -(-epochs // 4))
+    if restarts > 1 and not 1 <= select < epochs:
+        raise SystemExit(f"fastclust: --restart-epochs must lie in 1..{epochs - 1} for a {epochs}-epoch "
+                         f"run, got {select}")
+    return restarts, select
+
+
 def train(args):
     from .trainers import METHODS, Trainer
+    from .trainers.base import CHECKPOINT, write_json
+    from .trainers.restarts import best_of_restarts, read_selection
 
     rank = _start_distributed(args)
     say = print if rank == 0 else _silent
@@ -168,25 +185,47 @@ def train(args):
     if clusters is None:
         raise SystemExit(f"fastclust: {dataset.name} has no labels to count classes from: pass --clusters K")
     method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"])
+    if not args.resume:
+        config["restarts"], config["restart_epochs"] = _restart_settings(args, method)
     config.update(clusters=clusters, params=_json_ready(method.params),
                   input_shape=list(dataset.x.shape[1:]), dataset=dataset.name)
-    trainer = Trainer(method, dataset.x, dataset.y, out=out, device=args.device, seed=config["seed"],
-                      amp=args.amp, progress=not args.no_progress, config=config,
-                      sync_batchnorm=args.sync_bn)
-    if args.resume:
+
+    def make_trainer(seed, directory):
+        return Trainer(method, dataset.x, dataset.y, out=directory, device=args.device, seed=seed,
+                       amp=args.amp, progress=not args.no_progress, config=config,
+                       sync_batchnorm=args.sync_bn)
+
+    restarts = config.get("restarts", 1)
+    # A run with restarts has a checkpoint of its own once the choice is made (see
+    # fastclust.trainers.restarts); until then its candidates' checkpoints are its state.
+    choosing = restarts > 1 and not os.path.exists(os.path.join(args.resume or out, CHECKPOINT))
+    if choosing and args.resume and os.path.abspath(out) != os.path.abspath(args.resume):
+        raise SystemExit(f"fastclust: {args.resume} has not chosen among its restarts yet: resume it "
+                         f"without --out")
+    trainer = None if choosing else make_trainer(config["seed"], out)
+    if args.resume and trainer is not None:
         trainer.resume(args.resume)
         say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
-    from .trainers.base import write_json
     if rank == 0:
+        os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, CONFIG), config)
-    ranks = f", {trainer.world_size} ranks" if trainer.world_size > 1 else ""
+    world_size = dist.get_world_size() if _distributed() else 1
     say(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
-        f"{trainer.num_epochs} epochs, device {trainer.device}{ranks}; writing to {out}")
+        f"{method.num_epochs()} epochs"
+        + (f" (the best of {restarts} seeds by training loss after epoch {config['restart_epochs']})"
+           if restarts > 1 else "")
+        + f", device {args.device}" + (f", {world_size} ranks" if world_size > 1 else "")
+        + f"; writing to {out}")
     started = time.perf_counter()
     try:
+        if choosing:
+            seeds = [config["seed"] + i for i in range(restarts)]
+            trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out, log=say)
+        else:
+            selection = read_selection(out) if restarts > 1 else None
         assignments = trainer.fit()
     except KeyboardInterrupt:
-        say(f"\ninterrupted: the checkpoint of epoch {trainer.epoch} is in {out}; "
+        say(f"\ninterrupted: the last checkpoint is in {out}; "
             f"continue with: fastclust train --resume {out}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
@@ -195,7 +234,8 @@ def train(args):
     torch.save({"config": config, "model": trainer.model.state_dict()}, os.path.join(out, MODEL))
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
     write_json(os.path.join(out, "metrics.json"),
-               {"history": trainer.history, "final": scores, "train_seconds": seconds})
+               {"history": trainer.history, "final": scores, "train_seconds": seconds,
+                **({"restarts": selection} if selection else {})})
     print(f"final ({seconds:.0f}s): {_scores_line(scores) or 'no labels, no scores'}")
     return 0
 
@@ -251,6 +291,11 @@ def build_parser():
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int, help="default 0")
     t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
+    t.add_argument("--restarts", type=int, metavar="R",
+                   help="train seeds SEED..SEED+R-1 up to --restart-epochs, continue the one with the "
+                        "lowest training loss (default 1: no restarts)")
+    t.add_argument("--restart-epochs", type=int, metavar="E",
+                   help="the epoch after which restarts are compared (default: a quarter of the run)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
     t.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -54,6 +54,33 @@ def test_train_resume_and_predict_on_digits(tmp_path):
     np.testing.assert_array_equal(np.load(predicted / "assignments.npy"), np.load(out / "assignments.npy"))
 
 
+def test_train_with_restarts_records_the_choice_and_resumes_it(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress",
+            "--threads", "1"]
+    result = fastclust("train", "dac", "--data", "digits", "--epochs", "2", "--seed", "5", "--restarts", "2",
+                       "--restart-epochs", "1", "--out", out, *tiny)
+    assert "restart 2/2: seed 6" in result.stdout and "continuing seed" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    losses = {c["seed"]: c["loss"] for c in metrics["restarts"]["candidates"]}
+    assert set(losses) == {5, 6} and metrics["restarts"]["seed"] == min(losses, key=losses.get)
+    for seed, loss in losses.items():
+        candidate = json.loads((out / "restarts" / f"seed-{seed}" / "metrics.json").read_text())
+        assert candidate["history"][0]["loss"] == loss
+    assert len(metrics["history"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["restarts"] == 2 and config["restart_epochs"] == 1 and config["seed"] == 5
+
+    result = fastclust("train", "--resume", out, "--no-progress")
+    assert "after epoch 2 of 2" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["restarts"] == metrics["restarts"]
+    changed = fastclust("train", "--resume", out, "--restarts", "3", check=False)
+    assert changed.returncode != 0 and "restarts 3" in changed.stderr
+    wrong = fastclust("train", "dac", "--data", "digits", "--epochs", "2", "--restarts", "2",
+                      "--restart-epochs", "2", "--out", tmp_path / "o", check=False)
+    assert wrong.returncode != 0 and "--restart-epochs must lie in 1..1" in wrong.stderr
+
+
 def test_bad_input_gives_clear_errors(tmp_path):
     result = fastclust("train", "dac", "--data", tmp_path / "missing.npy", "--out", tmp_path / "o", check=False)
     assert result.returncode != 0 and "missing.npy" in result.stderr

@@ -11,6 +11,7 @@ from fastclust.data import load_dataset
 from fastclust.nn import ConvTrunk, Sobel, SobelTrunk, make_trunk
 from fastclust.trainers import METHODS, NonFiniteLossError, Trainer
 from fastclust.trainers.base import CHECKPOINT
+from fastclust.trainers.restarts import best_of_restarts, read_selection
 from fastclust.trainers.schedules import (aedac_epochs, aedac_thresholds, dac_epochs, dac_thresholds,
                                           sect_thresholds)
 
@@ -126,6 +127,59 @@ def test_resume_equals_uninterrupted(name, digits, tmp_path, monkeypatch):
     for key, value in straight.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_restarts_continue_the_lowest_loss_seed_as_its_own_uninterrupted_run(digits, tmp_path, monkeypatch):
+    x, y = digits
+    straight = {seed: make_trainer("dac", x, y, seed=seed, epochs=3) for seed in range(3)}
+    for trainer in straight.values():
+        trainer.fit()
+    epoch_2_loss = {seed: trainer.history[1]["loss"] for seed, trainer in straight.items()}
+    best, middle, worst = sorted(epoch_2_loss, key=epoch_2_loss.get)
+    seeds = [worst, best, middle]  # the choice is neither the first nor the last candidate
+    out = tmp_path / "run"
+
+    def build(seed, directory):
+        return make_trainer("dac", x, y, directory, seed=seed, epochs=3)
+
+    # Interrupted in the last candidate, then resumed: the finished candidates are not retrained.
+    real_fit, fits = Trainer.fit, []
+
+    def interrupt_third_candidate(self, until=None):
+        fits.append(self.seed)
+        if len(fits) == 3:
+            raise KeyboardInterrupt
+        return real_fit(self, until)
+
+    monkeypatch.setattr(Trainer, "fit", interrupt_third_candidate)
+    with pytest.raises(KeyboardInterrupt):
+        best_of_restarts(build, seeds, 2, out)
+    monkeypatch.setattr(Trainer, "fit", real_fit)
+    assert not (out / CHECKPOINT).exists()
+    assert torch.load(out / "restarts" / f"seed-{best}" / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+    trainer, selection = best_of_restarts(build, seeds, 2, out)
+    assert selection == read_selection(out)
+    assert selection["seed"] == best and selection["select_epochs"] == 2
+    assert selection["candidates"] == [{"seed": s, "loss": epoch_2_loss[s]} for s in seeds]
+    assert torch.load(out / CHECKPOINT, weights_only=True)["epoch"] == 2
+    np.testing.assert_array_equal(trainer.fit(), straight[best].predict())
+    for key, value in straight[best].model.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+    assert trainer.history == [{**h, "seconds": mine["seconds"]}
+                               for h, mine in zip(straight[best].history, trainer.history)]
+
+
+def test_restarts_reject_a_choice_outside_the_run(digits):
+    x, y = digits
+
+    def build(seed, directory):
+        return make_trainer("dac", x, y, directory, seed=seed, epochs=2)
+
+    with pytest.raises(ValueError, match="select_epochs=2"):
+        best_of_restarts(build, [0, 1], 2)
+    with pytest.raises(ValueError, match="two distinct seeds"):
+        best_of_restarts(build, [3, 3], 1)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):

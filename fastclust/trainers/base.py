@@ -323,10 +323,11 @@ class Trainer:
     def num_epochs(self):
         return self.method.num_epochs()
 
-    def fit(self):
-        """Train from the current epoch to the last; returns the final assignments."""
+    def fit(self, until=None):
+        """Train from the current epoch to epoch ``until`` (default: the last); returns the
+        final assignments."""
         assignments = None  # the last epoch's, already computed for its scores
-        for epoch in range(self.epoch, self.num_epochs):
+        for epoch in range(self.epoch, self.num_epochs if until is None else until):
             started = time.perf_counter()
             settings = self.method.epoch_settings(epoch)
             means = self.train_epoch(epoch)

@@ -1,0 +1,73 @@
+"""Restarts: what ``n_init`` is to k-means, for a deep clustering run.
+
+A run can settle early in a poor partition and never leave it (DAC on mnist5k: 2 seeds of 6
+split one digit and merge others by epoch ~10 and end at ACC 0.83 / 0.93 against 0.95-0.98;
+README, "Quality"), and such runs carry the highest training loss from then on.
+:func:`best_of_restarts` trains one candidate per seed for the first ``select_epochs`` epochs
+of the run's schedule, keeps the candidate whose mean training loss over its last epoch is the
+lowest (labels are never looked at) and continues it to the end. The result is the
+uninterrupted run of the chosen seed, bit for bit: a candidate's first epochs are those of that
+run, and the candidate continues from its own saved state, random generators included.
+"""
+import json
+import os
+
+from .base import CHECKPOINT, write_json
+
+RESTARTS = "restarts.json"
+CANDIDATES = "restarts"
+
+
+def candidate_dir(out, seed):
+    return None if out is None else os.path.join(out, CANDIDATES, f"seed-{seed}")
+
+
+def read_selection(out):
+    """The record :func:`best_of_restarts` wrote in ``out``, or None."""
+    path = os.path.join(out, RESTARTS)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def best_of_restarts(make_trainer, seeds, select_epochs, out=None, log=print):
+    """Train a candidate per seed for ``select_epochs`` epochs, choose the lowest-loss one.
+
+    ``make_trainer(seed, out)`` builds a :class:`~fastclust.trainers.Trainer` for ``seed`` that
+    checkpoints to ``out`` (None: nowhere). Candidates checkpoint to ``out/restarts/seed-S``
+    and resume from there when a checkpoint is found, so an interrupted selection continues
+    where it stopped. Returns ``(trainer, selection)``: the chosen run rebuilt with ``out`` as
+    its directory, its state that of the candidate after ``select_epochs`` epochs (saved to
+    ``out`` at once, which marks the selection as made), ready for ``trainer.fit()``; and the
+    record ``{"seed": chosen, "select_epochs": E, "candidates": [{"seed", "loss"}, ...]}``,
+    also written to ``out/restarts.json``.
+    """
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"restarts need at least two distinct seeds, got {seeds}")
+    states, candidates = {}, []
+    for number, seed in enumerate(seeds, 1):
+        directory = candidate_dir(out, seed)
+        trainer = make_trainer(seed, directory)
+        if not 1 <= select_epochs < trainer.num_epochs:
+            raise ValueError(f"restarts: the choice must come after epoch 1 to {trainer.num_epochs - 1} "
+                             f"of the {trainer.num_epochs}-epoch run, got select_epochs={select_epochs}")
+        if directory and os.path.exists(os.path.join(directory, CHECKPOINT)):
+            trainer.resume()
+        trainer.log(f"restart {number}/{len(seeds)}: seed {seed}, epochs 1-{select_epochs}"
+                    + (f" (resumed after epoch {trainer.epoch})" if trainer.epoch else ""))
+        trainer.fit(until=select_epochs)
+        # The state holds the candidate's own tensors, which nothing trains any more.
+        states[seed] = trainer.state_dict()
+        candidates.append({"seed": seed, "loss": trainer.history[select_epochs - 1]["loss"]})
+    chosen = min(candidates, key=lambda c: c["loss"])["seed"]
+    selection = {"seed": chosen, "select_epochs": select_epochs, "candidates": candidates}
+    trainer = make_trainer(chosen, out)
+    trainer.load_state_dict(states[chosen])
+    trainer.log("restarts: " + ", ".join(f"seed {c['seed']} loss {c['loss']:.4f}" for c in candidates)
+                + f"; continuing seed {chosen}")
+    if out and trainer.is_main:
+        write_json(os.path.join(out, RESTARTS), selection)
+        trainer.save_checkpoint()
+    return trainer, selection
