@@ -121,10 +121,6 @@ def _resume_config(args):
     return config
 
 
-def _silent(*args, **kwargs):
-    pass
-
-
 def _distributed():
     return dist.is_available() and dist.is_initialized()
 
@@ -164,11 +160,11 @@ def _restart_settings(args, method):
 
 def train(args):
     from .trainers import METHODS, Trainer
-    from .trainers.base import CHECKPOINT, write_json
+    from .trainers.base import CHECKPOINT, silent, write_json
     from .trainers.restarts import best_of_restarts, read_selection
 
     rank = _start_distributed(args)
-    say = print if rank == 0 else _silent
+    say = print if rank == 0 else silent
 
     if args.resume:
         config = _resume_config(args)

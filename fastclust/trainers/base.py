@@ -116,6 +116,10 @@ class Method:
         return model(x)
 
 
+def silent(*args, **kwargs):
+    """A log that shows nothing (ranks other than 0)."""
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -169,7 +173,7 @@ class Trainer:
             raise ValueError(f"batch_size {method.params['batch_size']} is the global batch and "
                              f"must be at least the number of ranks, {self.world_size}")
         self.progress = progress and self.is_main
-        self.log = log if self.is_main else (lambda *args, **kwargs: None)
+        self.log = log if self.is_main else silent
         self.config = config or {}
         seed_everything(self.seed)
         model = method.build_model()
