@@ -24,6 +24,15 @@ def assert_accurate(actual, reference_same_dtype, reference_float64, *, floor=1e
         f"{name}: kernel error {kernel_err:.3e} > 2 x eager error {eager_err:.3e} + floor")
 
 
+def leave_process_group():
+    """End a worker's process group: a barrier first, so that no rank closes its connections
+    while another is still finishing its last collective (once, in a run on a fully loaded
+    2-core machine, the second rank of a gloo test aborted with SIGABRT at that point)."""
+    import torch.distributed as dist
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def record_outcome(fn, out_dir):
     """Runs ``fn()`` and writes to out_dir/outcome.txt whether it returned or raised."""
     import os

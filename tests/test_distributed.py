@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 import fastclust
 from fastclust import reference
-from helpers import assert_survivors_raise, record_outcome
+from helpers import assert_survivors_raise, leave_process_group, record_outcome
 
 WORLD = 2
 SIZES = [5, 9]  # uneven local batches
@@ -46,7 +46,7 @@ def _global_batch_worker(rank, init_file, out_dir):
                 (grad,) = torch.autograd.grad(loss, local)
                 results[name, reduction, selected_on] = (loss.detach(), n_pos, n_neg, grad)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def test_global_batch_equals_single_process(tmp_path):
@@ -93,7 +93,7 @@ def _column_worker(rank, init_file, out_dir):
         grads = torch.autograd.grad((out * weights).sum(), views)
         results[name] = (out.detach(), grads)
     torch.save(results, os.path.join(out_dir, f"columns{rank}.pt"))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def test_column_losses_over_the_global_batch(tmp_path):
@@ -134,7 +134,7 @@ def _lse_worker(rank, init_file, out_dir):
         loss = fn(*views, global_batch=True, **kwargs)
         results[name] = (loss.detach(), torch.autograd.grad(loss, views))
     torch.save(results, os.path.join(out_dir, f"lse{rank}.pt"))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def test_contrastive_losses_over_the_global_batch(tmp_path):

@@ -18,7 +18,7 @@ from fastclust.augment import Augment, RowGenerator, random_affine
 from fastclust.data import load_dataset
 from fastclust.nn import GlobalBatchNorm, convert_global_batchnorm
 from fastclust.trainers import METHODS, Trainer
-from helpers import assert_survivors_raise, record_outcome
+from helpers import assert_survivors_raise, leave_process_group, record_outcome
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORLD = 2
@@ -64,7 +64,7 @@ def _train_worker(rank, init_file, out_dir, name):
     assert trainer.world_size == WORLD and isinstance(trainer.network, torch.nn.parallel.DistributedDataParallel)
     assignments = trainer.fit()
     torch.save(_result(trainer, assignments), os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def _assert_same_run(got, expected):
@@ -121,7 +121,7 @@ def _batchnorm_worker(rank, init_file, out_dir, sizes):
         results[len(shape)] = (out.detach(), grad_x, grad_w, grad_b, bn.running_mean.clone(),
                                bn.running_var.clone(), type(bn).__name__)
     torch.save(results, os.path.join(out_dir, f"bn{rank}.pt"))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def test_global_batchnorm_equals_batchnorm_on_the_concatenated_batch(tmp_path):
