@@ -42,4 +42,14 @@ at::Tensor matrix(const T* data, int64_t rows, int64_t cols, int64_t row_stride,
                        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }
 
+// The (rows x cols) row-major block at data, and the same block seen transposed (cols x rows).
+template <typename T>
+at::Tensor dense(const T* data, int64_t rows, int64_t cols) {
+  return matrix(data, rows, cols, cols, 1);
+}
+template <typename T>
+at::Tensor dense_transposed(const T* data, int64_t rows, int64_t cols) {
+  return matrix(data, cols, rows, 1, cols);
+}
+
 }  // namespace fastclust

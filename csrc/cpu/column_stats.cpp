@@ -43,16 +43,6 @@ inline int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, ceil_div_host(kMinTaskWork, std::max<int64_t>(1, work_per_item)));
 }
 
-// (rows x k) row-major block starting at row i0 of an (n, k) matrix, and its transpose.
-template <typename T>
-at::Tensor rows_of(const T* x, int64_t i0, int64_t rows, int64_t k) {
-  return matrix(x + i0 * k, rows, k, k, 1);
-}
-template <typename T>
-at::Tensor rows_of_transposed(const T* x, int64_t i0, int64_t rows, int64_t k) {
-  return matrix(x + i0 * k, k, rows, 1, k);
-}
-
 // slot = [gram (side x side) | sq_norms (2k) | sums (2k)] of rows [i0, i1) of a and b. The
 // cross Gram is a^T b; the full one V^T V for V = [a | b], of which the lower-left block b^T a
 // is left out (the caller mirrors the upper triangle into the lower one).
@@ -75,7 +65,7 @@ FC_CPU_MULTIVERSION void stats_chunk(const T* a, const T* b, int64_t k, bool ful
   // Gram block (p, q) = part p^T part q, written at rows p k, columns q k of the slot.
   const auto block = [&](const T* x, const T* y, int64_t row0, int64_t col0) {
     auto out = matrix(slot + row0 * side + col0, k, k, side, 1);
-    at::cpu::mm_out(out, rows_of_transposed(x, i0, rows, k), rows_of(y, i0, rows, k));
+    at::cpu::mm_out(out, dense_transposed(x + i0 * k, rows, k), dense(y + i0 * k, rows, k));
   };
   if (full) {
     block(a, a, 0, 0);
@@ -144,10 +134,10 @@ FC_CPU_MULTIVERSION void backward_rows(const T* a, const T* b, int64_t k, bool f
   for (int64_t i = i0; i < i1; ++i)
     for (int64_t c = 0; c < k; ++c) grad_out[i * k + c] = T(2) * x[i * k + c] * sq[c] + sm[c];
   if (W == nullptr) return;
-  auto out = rows_of(grad_out, i0, i1 - i0, k);
+  auto out = dense(grad_out + i0 * k, i1 - i0, k);
   for (int64_t part = 0; part < 2; ++part) {
     if (!full && part == o) continue;  // the cross Gram pairs a with b only
-    at::cpu::addmm_(out, rows_of(part == 0 ? a : b, i0, i1 - i0, k),
+    at::cpu::addmm_(out, dense((part == 0 ? a : b) + i0 * k, i1 - i0, k),
                     matrix(W + part * k * 2 * k + o * k, k, k, 2 * k, 1));
   }
 }

@@ -37,16 +37,16 @@ int64_t tile_count(int64_t n) { return (n + kRowTile - 1) / kRowTile; }
 // s (m x n, dense) = a b^T for m rows a and n rows b of length k.
 template <typename T>
 void similarity_block(const T* a, int64_t m, const T* b, int64_t n, int64_t k, T* s) {
-  auto out = matrix(s, m, n, n, 1);
-  at::cpu::mm_out(out, matrix(a, m, k, k, 1), matrix(b, k, n, 1, k));
+  auto out = dense(s, m, n);
+  at::cpu::mm_out(out, dense(a, m, k), dense_transposed(b, n, k));
 }
 
 // acc (m x k) += w b for w (m x n, strides w_row and w_col) and n rows b of length k.
 template <typename T>
 void add_weighted_rows(const T* w, int64_t m, int64_t n, int64_t w_row, int64_t w_col,
                        const T* b, int64_t k, T* acc) {
-  auto out = matrix(acc, m, k, k, 1);
-  at::cpu::addmm_(out, matrix(w, m, n, w_row, w_col), matrix(b, n, k, k, 1));
+  auto out = dense(acc, m, k);
+  at::cpu::addmm_(out, matrix(w, m, n, w_row, w_col), dense(b, n, k));
 }
 
 // combine-reduction of x[0..len) over four independent 8-lane vector chains, then the tail,
