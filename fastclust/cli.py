@@ -144,7 +144,9 @@ def _start_distributed(args):
 
 
 def _restart_settings(args, method):
-    """(number of restarts, epoch of the choice) of a new run, checked against its schedule."""
+    """(number of restarts, epoch of the choice) of a new run, checked against its schedule
+    before anything is written."""
+    from .trainers.restarts import check_select_epochs
     restarts = 1 if args.restarts is None else args.restarts
     if restarts < 1:
         raise SystemExit(f"fastclust: --restarts must be at least 1, got {restarts}")
@@ -152,9 +154,8 @@ def _restart_settings(args, method):
     # A quarter of the run: on mnist5k, DAC seeds that end in a poor partition already have the
     # higher loss by then (README, "Quality").
     select = args.restart_epochs if args.restart_epochs is not None else max(1, -(-epochs // 4))
-    if restarts > 1 and not 1 <= select < epochs:
-        raise SystemExit(f"fastclust: --restart-epochs must lie in 1..{epochs - 1} for a {epochs}-epoch "
-                         f"run, got {select}")
+    if restarts > 1:
+        check_select_epochs(select, epochs, "--restart-epochs")
     return restarts, select
 
 

@@ -18,6 +18,14 @@ RESTARTS = "restarts.json"
 CANDIDATES = "restarts"
 
 
+def check_select_epochs(select_epochs, num_epochs, name="select_epochs"):
+    """The choice must fall after a whole epoch and before the run's last one; ``name`` is the
+    argument as the caller knows it."""
+    if not 1 <= select_epochs < num_epochs:
+        raise ValueError(f"{name} must lie in 1..{num_epochs - 1} for a {num_epochs}-epoch run, "
+                         f"got {name}={select_epochs}")
+
+
 def candidate_dir(out, seed):
     return None if out is None else os.path.join(out, CANDIDATES, f"seed-{seed}")
 
@@ -50,9 +58,7 @@ def best_of_restarts(make_trainer, seeds, select_epochs, out=None, log=print):
     for number, seed in enumerate(seeds, 1):
         directory = candidate_dir(out, seed)
         trainer = make_trainer(seed, directory)
-        if not 1 <= select_epochs < trainer.num_epochs:
-            raise ValueError(f"restarts: the choice must come after epoch 1 to {trainer.num_epochs - 1} "
-                             f"of the {trainer.num_epochs}-epoch run, got select_epochs={select_epochs}")
+        check_select_epochs(select_epochs, trainer.num_epochs)
         if directory and os.path.exists(os.path.join(directory, CHECKPOINT)):
             trainer.resume()
         trainer.log(f"restart {number}/{len(seeds)}: seed {seed}, epochs 1-{select_epochs}"
