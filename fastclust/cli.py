@@ -150,12 +150,9 @@ def _restart_settings(args, method):
     restarts = 1 if args.restarts is None else args.restarts
     if restarts < 1:
         raise SystemExit(f"fastclust: --restarts must be at least 1, got {restarts}")
-    epochs = method.num_epochs()
-    # A quarter of the run: on mnist5k, DAC seeds that end in a poor partition already have the
-    # higher loss by then (README, "Quality").
-    select = args.restart_epochs if args.restart_epochs is not None else max(1, -(-epochs // 4))
+    select = args.restart_epochs if args.restart_epochs is not None else method.restart_epochs()
     if restarts > 1:
-        check_select_epochs(select, epochs, "--restart-epochs")
+        check_select_epochs(select, method.num_epochs(), "--restart-epochs")
     return restarts, select
 
 
@@ -292,7 +289,7 @@ def build_parser():
                    help="train seeds SEED..SEED+R-1 up to --restart-epochs, continue the one with the "
                         "lowest training loss (default 1: no restarts)")
     t.add_argument("--restart-epochs", type=int, metavar="E",
-                   help="the epoch after which restarts are compared (default: a quarter of the run)")
+                   help="the epoch after which restarts are compared (default: a quarter of the run; half for dsec)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
     t.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -182,6 +182,13 @@ def test_restarts_reject_a_choice_outside_the_run(digits):
         best_of_restarts(build, [3, 3], 1)
 
 
+@pytest.mark.parametrize("name, epochs, expected", [("dac", 20, 5), ("dac", 2, 1), ("dac", None, 13),
+                                                      ("dsec", 20, 10), ("dsec", None, 25), ("pica", 3, 1)])
+def test_restarts_compare_after_a_quarter_of_the_run_or_half_for_dsec(name, epochs, expected):
+    method = METHODS[name]((1, 8, 8), 10, {"epochs": epochs})
+    assert method.restart_epochs() == expected
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):
     x, y = digits
     trainer = make_trainer("dac", x, y, tmp_path, epochs=3)
