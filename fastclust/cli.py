@@ -214,7 +214,7 @@ def train(args):
     try:
         if choosing:
             seeds = [config["seed"] + i for i in range(restarts)]
-            trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out, log=say)
+            trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
         else:
             selection = read_selection(out) if restarts > 1 else None
         assignments = trainer.fit()

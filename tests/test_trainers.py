@@ -189,6 +189,13 @@ def test_restarts_compare_after_a_quarter_of_the_run_or_half_for_dsec(name, epoc
     assert method.restart_epochs() == expected
 
 
+def test_restarts_choose_at_the_methods_default_epoch_unless_told(digits):
+    x, y = digits
+    trainer, selection = best_of_restarts(lambda seed, _: make_trainer("dsec", x, y, None, seed=seed, epochs=4),
+                                          [0, 1])
+    assert selection["select_epochs"] == 2 and trainer.epoch == 2 and len(trainer.history) == 2
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):
     x, y = digits
     trainer = make_trainer("dac", x, y, tmp_path, epochs=3)

@@ -39,11 +39,12 @@ def read_selection(out):
         return json.load(f)
 
 
-def best_of_restarts(make_trainer, seeds, select_epochs, out=None, log=print):
+def best_of_restarts(make_trainer, seeds, select_epochs=None, out=None):
     """Train a candidate per seed for ``select_epochs`` epochs, choose the lowest-loss one.
 
     ``make_trainer(seed, out)`` builds a :class:`~fastclust.trainers.Trainer` for ``seed`` that
-    checkpoints to ``out`` (None: nowhere). Candidates checkpoint to ``out/restarts/seed-S``
+    checkpoints to ``out`` (None: nowhere). ``select_epochs`` None: the method's default,
+    :meth:`~fastclust.trainers.base.Method.restart_epochs`. Candidates checkpoint to ``out/restarts/seed-S``
     and resume from there when a checkpoint is found, so an interrupted selection continues
     where it stopped. Returns ``(trainer, selection)``: the chosen run rebuilt with ``out`` as
     its directory, its state that of the candidate after ``select_epochs`` epochs (saved to
@@ -58,6 +59,8 @@ def best_of_restarts(make_trainer, seeds, select_epochs, out=None, log=print):
     for number, seed in enumerate(seeds, 1):
         directory = candidate_dir(out, seed)
         trainer = make_trainer(seed, directory)
+        if select_epochs is None:
+            select_epochs = trainer.method.restart_epochs()
         check_select_epochs(select_epochs, trainer.num_epochs)
         if directory and os.path.exists(os.path.join(directory, CHECKPOINT)):
             trainer.resume()
