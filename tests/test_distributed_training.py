@@ -204,17 +204,19 @@ def test_a_dying_rank_stops_the_others_with_an_error(tmp_path):
     assert_survivors_raise(_dying_worker, WORLD, tmp_path)
 
 
-def test_torchrun_trains_on_two_ranks(tmp_path):
+def test_torchrun_trains_on_two_ranks_with_restarts(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-         "-m", "fastclust", "train", "dac", "--data", "digits", "--epochs", "1", "--out", str(out),
+         "-m", "fastclust", "train", "dac", "--data", "digits", "--epochs", "2", "--restarts", "2", "--out", str(out),
          "--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress", "--sync-bn"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     # Rank 0 alone reports and writes.
     assert result.stdout.count("final") == 1 and "2 ranks" in result.stdout
+    assert result.stdout.count("continuing seed") == 1
     assert np.load(out / "assignments.npy").shape == (1797,)
-    for name in ("model.pt", "checkpoint.pt", "metrics.json", "config.json"):
+    for name in ("model.pt", "checkpoint.pt", "metrics.json", "config.json", "restarts.json",
+                 "restarts/seed-0/checkpoint.pt", "restarts/seed-1/checkpoint.pt"):
         assert (out / name).exists(), name
