@@ -289,7 +289,8 @@ def build_parser():
                    help="train seeds SEED..SEED+R-1 up to --restart-epochs, continue the one with the "
                         "lowest training loss (default 1: no restarts)")
     t.add_argument("--restart-epochs", type=int, metavar="E",
-                   help="the epoch after which restarts are compared (default: a quarter of the run; half for dsec)")
+                   help="the epoch after which restarts are compared (default: a quarter of the run; "
+                        "half for dsec)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
     t.add_argument("--resume", metavar="DIR", help="continue the run checkpointed in DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

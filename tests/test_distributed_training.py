@@ -209,8 +209,9 @@ def test_torchrun_trains_on_two_ranks_with_restarts(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-         "-m", "fastclust", "train", "dac", "--data", "digits", "--epochs", "2", "--restarts", "2", "--out", str(out),
-         "--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress", "--sync-bn"],
+         "-m", "fastclust", "train", "dac", "--data", "digits", "--epochs", "2", "--restarts", "2",
+         "--out", str(out), "--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256",
+         "--no-progress", "--sync-bn"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     # Rank 0 alone reports and writes.

@@ -44,9 +44,9 @@ def best_of_restarts(make_trainer, seeds, select_epochs=None, out=None):
 
     ``make_trainer(seed, out)`` builds a :class:`~fastclust.trainers.Trainer` for ``seed`` that
     checkpoints to ``out`` (None: nowhere). ``select_epochs`` None: the method's default,
-    :meth:`~fastclust.trainers.base.Method.restart_epochs`. Candidates checkpoint to ``out/restarts/seed-S``
-    and resume from there when a checkpoint is found, so an interrupted selection continues
-    where it stopped. Returns ``(trainer, selection)``: the chosen run rebuilt with ``out`` as
+    :meth:`~fastclust.trainers.base.Method.restart_epochs`. Candidates checkpoint to
+    ``out/restarts/seed-S`` and resume from there when a checkpoint is found, so an interrupted
+    selection continues where it stopped. Returns ``(trainer, selection)``: the chosen run rebuilt with ``out`` as
     its directory, its state that of the candidate after ``select_epochs`` epochs (saved to
     ``out`` at once, which marks the selection as made), ready for ``trainer.fit()``; and the
     record ``{"seed": chosen, "select_epochs": E, "candidates": [{"seed", "loss"}, ...]}``,
