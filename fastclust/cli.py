@@ -6,6 +6,7 @@ CPUs): see :mod:`fastclust.trainers.base` for what a distributed run does.
 import argparse
 import ast
 import datetime
+import glob
 import json
 import os
 import sys
@@ -50,7 +51,7 @@ def _json_ready(obj):
 
 def _load(source, format, split):
     from .data import load_dataset
-    return load_dataset(source, format, split=split)
+    return load_dataset(source, format, split=split or "all")
 
 
 def _write_assignments(out, assignments, y):
@@ -104,8 +105,9 @@ def _resume_config(args):
         raise SystemExit(f"fastclust: cannot resume from {args.resume}: no {CONFIG} there")
     with open(path) as f:
         config = json.load(f)
-    given = {"method": args.method, "data": args.data, "format": args.format, "clusters": args.clusters,
-             "seed": args.seed, "restarts": args.restarts, "restart_epochs": args.restart_epochs}
+    given = {"method": args.method, "data": args.data, "format": args.format, "split": args.split,
+             "clusters": args.clusters, "seed": args.seed, "restarts": args.restarts,
+             "restart_epochs": args.restart_epochs}
     for key, value in given.items():
         if value is not None and value != config.get(key):
             raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
@@ -119,6 +121,15 @@ def _resume_config(args):
                              f"run's {config['params'].get(key)!r}")
     config["params"].update({k: v for k, v in params.items() if k == "epochs"})
     return config
+
+
+def _checkpoints(directory):
+    """The checkpoints of the run in ``directory``: its own and its restart candidates'."""
+    from .trainers.base import CHECKPOINT
+    from .trainers.restarts import CANDIDATES
+    root = glob.escape(str(directory))
+    return glob.glob(os.path.join(root, CHECKPOINT)) + glob.glob(os.path.join(root, CANDIDATES, "*",
+                                                                              CHECKPOINT))
 
 
 def _distributed():
@@ -158,8 +169,8 @@ def _restart_settings(args, method):
 
 def train(args):
     from .trainers import METHODS, Trainer
-    from .trainers.base import CHECKPOINT, silent, write_json
-    from .trainers.restarts import best_of_restarts, read_selection
+    from .trainers.base import CHECKPOINT, save_tensors, silent, write_json
+    from .trainers.restarts import RESTARTS, best_of_restarts, candidate_dir, check_select_epochs, read_selection
 
     rank = _start_distributed(args)
     say = print if rank == 0 else silent
@@ -170,10 +181,15 @@ def train(args):
     else:
         if args.method is None or args.data is None:
             raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
-        config = {"method": args.method, "data": args.data, "format": args.format, "split": args.split,
-                  "clusters": args.clusters, "seed": 0 if args.seed is None else args.seed,
+        config = {"method": args.method, "data": args.data, "format": args.format,
+                  "split": args.split or "all", "clusters": args.clusters, "seed": 0 if args.seed is None else args.seed,
                   "params": _method_params(args)}
         out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
+        # A new run would otherwise pick up the old run's restart candidates or its choice.
+        held = _checkpoints(out) + glob.glob(os.path.join(glob.escape(str(out)), RESTARTS))
+        if held:
+            raise SystemExit(f"fastclust: {out} already holds a run ({', '.join(held)}): continue it with "
+                             f"fastclust train --resume {out}, or pass another --out")
     dataset = _load(config["data"], config["format"], config.get("split", "all"))
     clusters = config["clusters"] or dataset.num_classes
     if clusters is None:
@@ -196,13 +212,23 @@ def train(args):
     if choosing and args.resume and os.path.abspath(out) != os.path.abspath(args.resume):
         raise SystemExit(f"fastclust: {args.resume} has not chosen among its restarts yet: resume it "
                          f"without --out")
+    seeds = [config["seed"] + i for i in range(restarts)]
     trainer = None if choosing else make_trainer(config["seed"], out)
     if args.resume and trainer is not None:
         trainer.resume(args.resume)
         say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
+    elif args.resume:
+        # The candidates must accept a changed --epochs before config.json records it.
+        check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")
+        for seed in seeds:
+            if os.path.exists(os.path.join(candidate_dir(out, seed), CHECKPOINT)):
+                make_trainer(seed, candidate_dir(out, seed)).resume()
+    selection = None if choosing or restarts == 1 else read_selection(args.resume or out)
     if rank == 0:
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, CONFIG), config)
+        if selection:
+            write_json(os.path.join(out, RESTARTS), selection)
     world_size = dist.get_world_size() if _distributed() else 1
     say(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
         f"{method.num_epochs()} epochs"
@@ -213,19 +239,18 @@ def train(args):
     started = time.perf_counter()
     try:
         if choosing:
-            seeds = [config["seed"] + i for i in range(restarts)]
             trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
-        else:
-            selection = read_selection(out) if restarts > 1 else None
         assignments = trainer.fit()
     except KeyboardInterrupt:
-        say(f"\ninterrupted: the last checkpoint is in {out}; "
-            f"continue with: fastclust train --resume {out}", file=sys.stderr)
+        where = next((d for d in (out, args.resume) if d and _checkpoints(d)), None)
+        say("\ninterrupted: " + (f"the last checkpoint is in {where}; continue with: fastclust train --resume "
+                                 f"{where}" if where else "before the first epoch ended; nothing was saved"),
+            file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
     if rank != 0:
         return 0
-    torch.save({"config": config, "model": trainer.model.state_dict()}, os.path.join(out, MODEL))
+    save_tensors(os.path.join(out, MODEL), {"config": config, "model": trainer.model.state_dict()})
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
     write_json(os.path.join(out, "metrics.json"),
                {"history": trainer.history, "final": scores, "train_seconds": seconds,
@@ -268,7 +293,7 @@ def build_parser():
     def data_options(p, required):
         p.add_argument("--data", required=required, help="mnist5k, digits, or a path")
         p.add_argument("--format", choices=sorted(FORMATS), help="format of --data (default: inferred)")
-        p.add_argument("--split", default="all", help="which split to load (default: all, train+test)")
+        p.add_argument("--split", help="which split to load (default: all, train+test)")
         p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
         p.add_argument("--out", help="output directory")
         p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; "
@@ -316,7 +341,7 @@ def main(argv=None):
     from .trainers import NonFiniteLossError
     try:
         return args.run(args)
-    except (DatasetError, NonFiniteLossError, ValueError, RuntimeError) as err:
+    except (DatasetError, NonFiniteLossError, ValueError, RuntimeError, OSError) as err:
         where = f" on rank {dist.get_rank()}" if _distributed() else ""
         print(f"fastclust: error{where}: {err}", file=sys.stderr)
         return 1

@@ -7,6 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from fastclust import cli
+from fastclust.trainers import Trainer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -89,3 +92,66 @@ def test_bad_input_gives_clear_errors(tmp_path):
     result = fastclust("train", "dac", "--data", "digits", "--set", "nonsense=1", "--out", tmp_path / "o",
                        check=False)
     assert result.returncode != 0 and "nonsense" in result.stderr
+
+
+# In process from here: cheaper than a subprocess, and Trainer.fit can be interrupted on cue.
+TINY = ["--set", "widths=8,16", "--set", "depth=1", "--batch-size", "256", "--no-progress"]
+
+
+def train(*args):
+    return cli.main(["train", "dac", "--data", "digits", *map(str, args), *TINY])
+
+
+def resume(out, *args):
+    return cli.main(["train", "--resume", str(out), "--no-progress", *map(str, args)])
+
+
+def test_a_new_run_refuses_a_directory_that_holds_a_run(tmp_path):
+    out = tmp_path / "run"
+    assert train("--epochs", 1, "--out", out) == 0
+    with pytest.raises(SystemExit, match=f"{out} already holds a run .*--resume {out}"):
+        train("--epochs", 1, "--out", out)
+
+
+def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    def interrupted(self, until=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    out = tmp_path / "run"
+    assert train("--epochs", 1, "--out", out) == 130
+    err = capsys.readouterr().err
+    assert "nothing was saved" in err and "--resume" not in err
+    monkeypatch.undo()
+    assert train("--epochs", 1, "--out", out) == 0  # nothing to continue: a new run may start there
+
+
+def test_resume_during_the_choice_checks_the_candidates_before_rewriting_the_config(tmp_path, monkeypatch, capsys):
+    fit = Trainer.fit
+
+    def stop_at_the_second_candidate(self, until=None):
+        if until is not None and self.seed == 1:
+            raise KeyboardInterrupt
+        return fit(self, until)
+    monkeypatch.setattr(Trainer, "fit", stop_at_the_second_candidate)
+    out = tmp_path / "run"
+    assert train("--epochs", 3, "--restarts", 2, "--restart-epochs", 2, "--out", out) == 130
+    assert f"continue with: fastclust train --resume {out}" in capsys.readouterr().err
+    monkeypatch.undo()
+    # Seed 0's candidate decays its rate over 3 epochs: 5 are refused, and the run is left as it was.
+    assert resume(out, "--epochs", 5) == 1
+    assert "decays its learning rate over 3 epochs" in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["params"]["epochs"] == 3
+    assert resume(out) == 0 and len(json.loads((out / "metrics.json").read_text())["history"]) == 3
+
+
+def test_resume_into_another_directory_keeps_the_choice_and_refuses_changes(tmp_path, capsys):
+    out, more = tmp_path / "run", tmp_path / "more"
+    assert train("--epochs", 2, "--restarts", 2, "--restart-epochs", 1, "--set", "lr_decay=none", "--out", out) == 0
+    choice = json.loads((out / "restarts.json").read_text())
+    assert resume(out, "--epochs", 3, "--out", more) == 0
+    assert json.loads((more / "restarts.json").read_text()) == choice
+    assert json.loads((more / "metrics.json").read_text())["restarts"] == choice
+    with pytest.raises(SystemExit, match="split 'test' differs from the run's 'all'"):
+        resume(out, "--split", "test")
+    assert resume(more, "--epochs", 2, "--out", tmp_path / "fewer") == 1
+    assert "after epoch 3, past the 2 epochs" in capsys.readouterr().err

@@ -106,6 +106,15 @@ def test_idx_single_file_with_and_without_labels(tmp_path):
     assert load_dataset(tmp_path / "train-images-idx3-ubyte").y is None
 
 
+@pytest.mark.parametrize("images_gz", [False, True])
+def test_idx_single_file_finds_its_labels_gzipped_or_not(tmp_path, images_gz):
+    images, labels = pixels(3, 5, 4), np.array([7, 0, 3])
+    images_path = tmp_path / ("train-images-idx3-ubyte" + (".gz" if images_gz else ""))
+    write_idx(images_path, images, gz=images_gz)
+    write_idx(tmp_path / ("train-labels-idx1-ubyte" + ("" if images_gz else ".gz")), labels, gz=not images_gz)
+    np.testing.assert_array_equal(load_dataset(images_path).y, labels)
+
+
 def corrupt_truncate(path):
     path.write_bytes(path.read_bytes()[:-1])
 

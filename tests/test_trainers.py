@@ -196,6 +196,15 @@ def test_restarts_choose_at_the_methods_default_epoch_unless_told(digits):
     assert selection["select_epochs"] == 2 and trainer.epoch == 2 and len(trainer.history) == 2
 
 
+def test_parameters_take_the_type_of_their_defaults():
+    params = METHODS["dac"]((1, 8, 8), 10, {"widths": 16, "affine": "false", "select_clean": "True",
+                                            "hidden": [32, 16]}).params
+    assert params["widths"] == (16,) and params["affine"] is False and params["select_clean"] is True
+    assert list(params["hidden"]) == [32, 16]
+    with pytest.raises(ValueError, match="affine is true or false, got 'maybe'"):
+        METHODS["dac"]((1, 8, 8), 10, {"affine": "maybe"})
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):
     x, y = digits
     trainer = make_trainer("dac", x, y, tmp_path, epochs=3)

@@ -3,7 +3,7 @@
 A directory holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 t10k-labels-idx1-ubyte (or the `.idx3-ubyte` spelling, each optionally `.gz`); split "all" needs
 all four. A single images file loads alone, with the labels file beside it if there is one
-(its name with images -> labels and idx3 -> idx1).
+(its name with images -> labels and idx3 -> idx1, gzipped or not).
 """
 import numpy as np
 
@@ -65,13 +65,23 @@ def find(directory, prefix, kind):
     raise DatasetNotFoundError(f"{directory / names[0]}: no such file (nor {', '.join(names[1:])})")
 
 
+def labels_beside(images):
+    """The labels file next to a single images file: its name with images -> labels and idx3 ->
+    idx1, gzipped or not whichever the images file is; None when there is none."""
+    name = images.name.replace("images", "labels").replace("idx3", "idx1")
+    stem = name[:-len(".gz")] if name.endswith(".gz") else name
+    for candidate in (images.with_name(stem), images.with_name(stem + ".gz")):
+        if candidate != images and candidate.is_file():
+            return candidate
+    return None
+
+
 def load(path, split):
     """An IDX directory (split of SPLITS) or a single IDX images file (split "all")."""
     if path.is_file():
         if split != "all":
             raise ValueError(f"{path}: a single IDX file has no splits; split must be 'all'")
-        labels = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
-        parts = [read_pair(path, labels if labels != path and labels.is_file() else None)]
+        parts = [read_pair(path, labels_beside(path))]
     else:
         parts = [read_pair(find(path, prefix, "images"), find(path, prefix, "labels"))
                  for prefix in SPLITS[split]]

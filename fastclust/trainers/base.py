@@ -45,6 +45,20 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
+def _typed_like(method, key, value, default):
+    """A parameter's ``value`` in the type of its default: a lone number becomes a 1-tuple where
+    the default is a tuple (``--set widths=16``), and "true" / "false" (any case) or 1 / 0 a bool
+    where the default is a bool (the string "false" would be truthy)."""
+    if isinstance(default, tuple) and isinstance(value, (int, float)):
+        return (value,)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        text = str(value).lower()
+        if text not in ("true", "false", "1", "0"):
+            raise ValueError(f"{method}: {key} is true or false, got {value!r}")
+        return text in ("true", "1")
+    return value
+
+
 class Method:
     """What a clustering method adds to the shared loop. Subclasses set ``name`` and
     ``defaults`` (every hyperparameter, ``epochs``, ``batch_size`` and ``lr`` included; an
@@ -66,7 +80,8 @@ class Method:
         if unknown:
             raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
                              f"known: {sorted(self.defaults)}")
-        self.params = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+        self.params = {**self.defaults, **{k: _typed_like(self.name, k, v, self.defaults[k])
+                                           for k, v in (params or {}).items() if v is not None}}
         if self.lr_decay not in ("none", "cosine"):
             raise ValueError(f"{self.name}: lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
         self.input_shape = tuple(input_shape)
@@ -139,6 +154,11 @@ def _atomic_write(path, write):
     tmp = f"{path}.tmp"
     write(tmp)
     os.replace(tmp, path)
+
+
+def save_tensors(path, obj):
+    """``torch.save`` through :func:`_atomic_write`."""
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_json(path, obj):
@@ -214,6 +234,9 @@ class Trainer:
                 "config": self.config}
 
     def load_state_dict(self, state):
+        if state["epoch"] > self.num_epochs:
+            raise ValueError(f"{self.method.name}: the checkpoint is after epoch {state['epoch']}, past the "
+                             f"{self.num_epochs} epochs of this run")
         planned = state.get("num_epochs")
         if self.method.lr_decay != "none" and planned is not None and planned != self.num_epochs:
             raise ValueError(
@@ -235,7 +258,7 @@ class Trainer:
         """Rank 0 writes; the state is the same on every rank."""
         if not self.is_main:
             return
-        _atomic_write(os.path.join(self.out, CHECKPOINT), lambda tmp: torch.save(self.state_dict(), tmp))
+        save_tensors(os.path.join(self.out, CHECKPOINT), self.state_dict())
 
     def resume(self, directory=None):
         """Load the checkpoint in ``directory`` (default: ``out``); training continues after
