@@ -170,7 +170,8 @@ def _restart_settings(args, method):
 def train(args):
     from .trainers import METHODS, Trainer
     from .trainers.base import CHECKPOINT, save_tensors, silent, write_json
-    from .trainers.restarts import RESTARTS, best_of_restarts, candidate_dir, check_select_epochs, read_selection
+    from .trainers.restarts import (RESTARTS, best_of_restarts, candidate_dir, check_select_epochs,
+                                    read_selection)
 
     rank = _start_distributed(args)
     say = print if rank == 0 else silent
@@ -182,7 +183,8 @@ def train(args):
         if args.method is None or args.data is None:
             raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
         config = {"method": args.method, "data": args.data, "format": args.format,
-                  "split": args.split or "all", "clusters": args.clusters, "seed": 0 if args.seed is None else args.seed,
+                  "split": args.split or "all", "clusters": args.clusters,
+                  "seed": 0 if args.seed is None else args.seed,
                   "params": _method_params(args)}
         out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
         # A new run would otherwise pick up the old run's restart candidates or its choice.
@@ -217,6 +219,10 @@ def train(args):
     if args.resume and trainer is not None:
         trainer.resume(args.resume)
         say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
+        if os.path.abspath(out) != os.path.abspath(args.resume):
+            # The new directory holds the run from the start: an interrupt or a non-finite loss
+            # before its first epoch ends then leaves the checkpoint its messages point to.
+            trainer.save_checkpoint()
     elif args.resume:
         # The candidates must accept a changed --epochs before config.json records it.
         check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")

@@ -113,10 +113,12 @@ def test_a_new_run_refuses_a_directory_that_holds_a_run(tmp_path):
         train("--epochs", 1, "--out", out)
 
 
+def interrupted_fit(self, until=None):
+    raise KeyboardInterrupt
+
+
 def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
-    def interrupted(self, until=None):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(Trainer, "fit", interrupted)
+    monkeypatch.setattr(Trainer, "fit", interrupted_fit)
     out = tmp_path / "run"
     assert train("--epochs", 1, "--out", out) == 130
     err = capsys.readouterr().err
@@ -125,7 +127,7 @@ def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_saved(tmp_pat
     assert train("--epochs", 1, "--out", out) == 0  # nothing to continue: a new run may start there
 
 
-def test_resume_during_the_choice_checks_the_candidates_before_rewriting_the_config(tmp_path, monkeypatch, capsys):
+def test_resume_mid_choice_checks_candidates_before_rewriting_config(tmp_path, monkeypatch, capsys):
     fit = Trainer.fit
 
     def stop_at_the_second_candidate(self, until=None):
@@ -144,13 +146,19 @@ def test_resume_during_the_choice_checks_the_candidates_before_rewriting_the_con
     assert resume(out) == 0 and len(json.loads((out / "metrics.json").read_text())["history"]) == 3
 
 
-def test_resume_into_another_directory_keeps_the_choice_and_refuses_changes(tmp_path, capsys):
+def test_resume_into_another_directory_keeps_the_choice_and_refuses_changes(tmp_path, monkeypatch, capsys):
     out, more = tmp_path / "run", tmp_path / "more"
-    assert train("--epochs", 2, "--restarts", 2, "--restart-epochs", 1, "--set", "lr_decay=none", "--out", out) == 0
+    assert train("--epochs", 2, "--restarts", 2, "--restart-epochs", 1, "--set", "lr_decay=none",
+                 "--out", out) == 0
     choice = json.loads((out / "restarts.json").read_text())
     assert resume(out, "--epochs", 3, "--out", more) == 0
     assert json.loads((more / "restarts.json").read_text()) == choice
     assert json.loads((more / "metrics.json").read_text())["restarts"] == choice
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "fit", interrupted_fit)
+        assert resume(out, "--out", tmp_path / "copy") == 130
+    assert f"--resume {tmp_path / 'copy'}" in capsys.readouterr().err
+    assert (tmp_path / "copy" / "checkpoint.pt").exists()
     with pytest.raises(SystemExit, match="split 'test' differs from the run's 'all'"):
         resume(out, "--split", "test")
     assert resume(more, "--epochs", 2, "--out", tmp_path / "fewer") == 1
