@@ -6,7 +6,6 @@ CPUs): see :mod:`fastclust.trainers.base` for what a distributed run does.
 import argparse
 import ast
 import datetime
-import glob
 import json
 import os
 import sys
@@ -123,15 +122,6 @@ def _resume_config(args):
     return config
 
 
-def _checkpoints(directory):
-    """The checkpoints of the run in ``directory``: its own and its restart candidates'."""
-    from .trainers.base import CHECKPOINT
-    from .trainers.restarts import CANDIDATES
-    root = glob.escape(str(directory))
-    return glob.glob(os.path.join(root, CHECKPOINT)) + glob.glob(os.path.join(root, CANDIDATES, "*",
-                                                                              CHECKPOINT))
-
-
 def _distributed():
     return dist.is_available() and dist.is_initialized()
 
@@ -169,9 +159,9 @@ def _restart_settings(args, method):
 
 def train(args):
     from .trainers import METHODS, Trainer
-    from .trainers.base import CHECKPOINT, save_tensors, silent, write_json
-    from .trainers.restarts import (RESTARTS, best_of_restarts, candidate_dir, check_select_epochs,
-                                    read_selection)
+    from .trainers.base import CHECKPOINT, check_resumable, save_tensors, silent, write_json
+    from .trainers.restarts import (RESTARTS, best_of_restarts, check_select_epochs, read_selection,
+                                    run_checkpoints)
 
     rank = _start_distributed(args)
     say = print if rank == 0 else silent
@@ -188,7 +178,9 @@ def train(args):
                   "params": _method_params(args)}
         out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
         # A new run would otherwise pick up the old run's restart candidates or its choice.
-        held = _checkpoints(out) + glob.glob(os.path.join(glob.escape(str(out)), RESTARTS))
+        held = run_checkpoints(out)
+        if os.path.exists(os.path.join(out, RESTARTS)):
+            held.append(os.path.join(out, RESTARTS))
         if held:
             raise SystemExit(f"fastclust: {out} already holds a run ({', '.join(held)}): continue it with "
                              f"fastclust train --resume {out}, or pass another --out")
@@ -214,7 +206,6 @@ def train(args):
     if choosing and args.resume and os.path.abspath(out) != os.path.abspath(args.resume):
         raise SystemExit(f"fastclust: {args.resume} has not chosen among its restarts yet: resume it "
                          f"without --out")
-    seeds = [config["seed"] + i for i in range(restarts)]
     trainer = None if choosing else make_trainer(config["seed"], out)
     if args.resume and trainer is not None:
         trainer.resume(args.resume)
@@ -226,9 +217,8 @@ def train(args):
     elif args.resume:
         # The candidates must accept a changed --epochs before config.json records it.
         check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")
-        for seed in seeds:
-            if os.path.exists(os.path.join(candidate_dir(out, seed), CHECKPOINT)):
-                make_trainer(seed, candidate_dir(out, seed)).resume()
+        for path in run_checkpoints(out):
+            check_resumable(method, torch.load(path, map_location="cpu", weights_only=True))
     selection = None if choosing or restarts == 1 else read_selection(args.resume or out)
     if rank == 0:
         os.makedirs(out, exist_ok=True)
@@ -245,10 +235,11 @@ def train(args):
     started = time.perf_counter()
     try:
         if choosing:
+            seeds = [config["seed"] + i for i in range(restarts)]
             trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
         assignments = trainer.fit()
     except KeyboardInterrupt:
-        where = next((d for d in (out, args.resume) if d and _checkpoints(d)), None)
+        where = next((d for d in (out, args.resume) if d and run_checkpoints(d)), None)
         say("\ninterrupted: " + (f"the last checkpoint is in {where}; continue with: fastclust train --resume "
                                  f"{where}" if where else "before the first epoch ended; nothing was saved"),
             file=sys.stderr)

@@ -143,6 +143,20 @@ def silent(*args, **kwargs):
     """A log that shows nothing (ranks other than 0)."""
 
 
+def check_resumable(method, state):
+    """Raise a ValueError when the checkpointed ``state`` cannot continue as a run of ``method``."""
+    num_epochs = method.num_epochs()
+    if state["epoch"] > num_epochs:
+        raise ValueError(f"{method.name}: the checkpoint is after epoch {state['epoch']}, past the "
+                         f"{num_epochs} epochs of this run")
+    planned = state.get("num_epochs")
+    if method.lr_decay != "none" and planned is not None and planned != num_epochs:
+        raise ValueError(
+            f"{method.name}: the checkpointed run decays its learning rate over {planned} epochs; "
+            f"continuing it over {num_epochs} would change the rates its first epochs trained "
+            f"with. Resume it with {planned} epochs, or start a new run.")
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -234,15 +248,7 @@ class Trainer:
                 "config": self.config}
 
     def load_state_dict(self, state):
-        if state["epoch"] > self.num_epochs:
-            raise ValueError(f"{self.method.name}: the checkpoint is after epoch {state['epoch']}, past the "
-                             f"{self.num_epochs} epochs of this run")
-        planned = state.get("num_epochs")
-        if self.method.lr_decay != "none" and planned is not None and planned != self.num_epochs:
-            raise ValueError(
-                f"{self.method.name}: the checkpointed run decays its learning rate over {planned} epochs; "
-                f"continuing it over {self.num_epochs} would change the rates its first epochs trained "
-                f"with. Resume it with {planned} epochs, or start a new run.")
+        check_resumable(self.method, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         rng = state["rng"]

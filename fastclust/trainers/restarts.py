@@ -9,6 +9,7 @@ lowest (labels are never looked at) and continues it to the end. The result is t
 uninterrupted run of the chosen seed, bit for bit: a candidate's first epochs are those of that
 run, and the candidate continues from its own saved state, random generators included.
 """
+import glob
 import json
 import os
 
@@ -30,6 +31,13 @@ def candidate_dir(out, seed):
     return None if out is None else os.path.join(out, CANDIDATES, f"seed-{seed}")
 
 
+def run_checkpoints(out):
+    """The checkpoints a run keeps in ``out``: its own and its restart candidates'."""
+    root = glob.escape(str(out))
+    return (glob.glob(os.path.join(root, CHECKPOINT))
+            + glob.glob(os.path.join(root, CANDIDATES, "*", CHECKPOINT)))
+
+
 def read_selection(out):
     """The record :func:`best_of_restarts` wrote in ``out``, or None."""
     path = os.path.join(out, RESTARTS)
@@ -46,11 +54,11 @@ def best_of_restarts(make_trainer, seeds, select_epochs=None, out=None):
     checkpoints to ``out`` (None: nowhere). ``select_epochs`` None: the method's default,
     :meth:`~fastclust.trainers.base.Method.restart_epochs`. Candidates checkpoint to
     ``out/restarts/seed-S`` and resume from there when a checkpoint is found, so an interrupted
-    selection continues where it stopped. Returns ``(trainer, selection)``: the chosen run rebuilt with ``out`` as
-    its directory, its state that of the candidate after ``select_epochs`` epochs (saved to
-    ``out`` at once, which marks the selection as made), ready for ``trainer.fit()``; and the
-    record ``{"seed": chosen, "select_epochs": E, "candidates": [{"seed", "loss"}, ...]}``,
-    also written to ``out/restarts.json``.
+    selection continues where it stopped. Returns ``(trainer, selection)``: the chosen run
+    rebuilt with ``out`` as its directory, its state that of the candidate after
+    ``select_epochs`` epochs (saved to ``out`` at once, which marks the selection as made),
+    ready for ``trainer.fit()``; and the record ``{"seed": chosen, "select_epochs": E,
+    "candidates": [{"seed", "loss"}, ...]}``, also written to ``out/restarts.json``.
     """
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
