@@ -184,7 +184,7 @@ def train(args):
         if held:
             raise SystemExit(f"fastclust: {out} already holds a run ({', '.join(held)}): continue it with "
                              f"fastclust train --resume {out}, or pass another --out")
-    dataset = _load(config["data"], config["format"], config.get("split", "all"))
+    dataset = _load(config["data"], config["format"], config.get("split"))
     clusters = config["clusters"] or dataset.num_classes
     if clusters is None:
         raise SystemExit(f"fastclust: {dataset.name} has no labels to count classes from: pass --clusters K")
@@ -239,9 +239,9 @@ def train(args):
             trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
         assignments = trainer.fit()
     except KeyboardInterrupt:
-        where = next((d for d in (out, args.resume) if d and run_checkpoints(d)), None)
-        say("\ninterrupted: " + (f"the last checkpoint is in {where}; continue with: fastclust train --resume "
-                                 f"{where}" if where else "before the first epoch ended; nothing was saved"),
+        # A run resumed into a new out checkpointed there before training, so out holds any state.
+        say("\ninterrupted: " + (f"the last checkpoint is in {out}; continue with: fastclust train --resume {out}"
+                                 if run_checkpoints(out) else "before the first epoch ended; nothing was saved"),
             file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
