@@ -78,9 +78,20 @@ def test_adaptive_schedules_step_by_step(thresholds, epochs, eta, l0, expected):
         assert thresholds(epoch) == pytest.approx((0.95 - lam, l0 + 0.1 * lam))
     assert epochs() == expected
     u, l = thresholds(expected - 1)
-    assert l <= u + 1e-12
+    assert l <= u
     u, l = thresholds(expected)
     assert l > u
+
+
+@pytest.mark.parametrize("eta", [0.001, 0.0025, 0.003, 0.005, 0.0075, 0.009, 0.01, 0.05])
+@pytest.mark.parametrize("thresholds,epochs", [(dac_thresholds, dac_epochs), (aedac_thresholds, aedac_epochs)])
+def test_adaptive_schedules_keep_l_below_u_to_the_last_epoch(thresholds, epochs, eta):
+    # DAC at eta = 0.005 reaches u = l = 0.5 at its last epoch (90), where float error once put
+    # l above u and the loss rejected the thresholds.
+    last = epochs(eta) - 1
+    u, l = thresholds(last, eta)
+    assert l <= u
+    assert thresholds(last + 1, eta)[1] > thresholds(last + 1, eta)[0]
 
 
 def test_aedac_pretrains_then_follows_its_schedule():

@@ -8,7 +8,10 @@ import math
 
 def linear_thresholds(epoch, *, u0, l0, eta, slope):
     lam = epoch * eta
-    return u0 - lam, l0 + slope * lam
+    # Rounding off the float error lets u and l meet exactly at a crossing epoch: DAC at
+    # eta = 0.005 has u = 0.4999999999999999 < l = 0.5000000000000001 there, which the loss
+    # rejects.
+    return round(u0 - lam, 12), round(l0 + slope * lam, 12)
 
 
 def epochs_until_crossing(*, u0, l0, eta, slope):
