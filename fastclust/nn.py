@@ -172,20 +172,26 @@ class ConvAutoencoder(nn.Module):
     """The fully convolutional autoencoder of AE+DAC (Table 3): four stride-2 3x3 convs with
     8/16/32/64 channels and BN + ReLU, the mirrored transposed convs back to the input, and the
     clustering head FC (flattened code, 256 on 28 px) -> 64 -> k on the code, plus a BN on the
-    k logits (see :func:`cluster_head`: without it AE+DAC collapsed into one cluster)."""
+    k logits (see :func:`cluster_head`: without it AE+DAC collapsed into one cluster).
 
-    def __init__(self, input_shape, num_clusters, channels=(8, 16, 32, 64), head_hidden=64):
+    ``strides`` of the convs (the decoder mirrors them): convs of stride 1 first keep more of
+    the image in the code."""
+
+    def __init__(self, input_shape, num_clusters, channels=(8, 16, 32, 64), head_hidden=64, strides=(2, 2, 2, 2)):
         super().__init__()
         in_channels, height, width = input_shape
+        if len(strides) != len(channels) or not all(isinstance(s, int) and s >= 1 for s in strides):
+            raise ValueError(f"strides must be {len(channels)} positive integers, one per conv of channels "
+                             f"{tuple(channels)}; got {strides}")
         enc, dec, c = [], [], in_channels
-        for out in channels:
-            enc.append(nn.Sequential(*conv_bn_relu(c, out, stride=2)))
+        for out, stride in zip(channels, strides):
+            enc.append(nn.Sequential(*conv_bn_relu(c, out, stride=stride)))
             # The last decoder layer outputs pixels in [0, 1]: no BN, a sigmoid.
-            dec.insert(0, nn.ModuleList([nn.ConvTranspose2d(out, c, 3, stride=2, padding=1),
+            dec.insert(0, nn.ModuleList([nn.ConvTranspose2d(out, c, 3, stride=stride, padding=1),
                                          nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
                                          if dec else nn.Sigmoid()]))
             c = out
-            height, width = (height + 1) // 2, (width + 1) // 2
+            height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
         self.encoder = nn.ModuleList(enc)
         self.decoder = nn.ModuleList(dec)
         self.code_shape = (c, height, width)

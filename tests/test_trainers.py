@@ -8,7 +8,7 @@ import torch
 
 from fastclust.augment import Augment, RowGenerator, random_affine
 from fastclust.data import load_dataset
-from fastclust.nn import ConvTrunk, Sobel, SobelTrunk, make_trunk
+from fastclust.nn import ConvAutoencoder, ConvTrunk, Sobel, SobelTrunk, make_trunk
 from fastclust.trainers import METHODS, NonFiniteLossError, Trainer
 from fastclust.trainers.base import CHECKPOINT
 from fastclust.trainers.restarts import best_of_restarts, read_selection
@@ -193,10 +193,13 @@ def test_restarts_reject_a_choice_outside_the_run(digits):
         best_of_restarts(build, [3, 3], 1)
 
 
-@pytest.mark.parametrize("name, epochs, expected", [("dac", 20, 5), ("dac", 2, 1), ("dac", None, 13),
-                                                      ("dsec", 20, 10), ("dsec", None, 25), ("pica", 3, 1)])
-def test_restarts_compare_after_a_quarter_of_the_run_or_half_for_dsec(name, epochs, expected):
-    method = METHODS[name]((1, 8, 8), 10, {"epochs": epochs})
+@pytest.mark.parametrize("name, params, expected", [
+    ("dac", {"epochs": 20}, 5), ("dac", {"epochs": 2}, 1), ("dac", {}, 13), ("dsec", {"epochs": 20}, 10),
+    ("dsec", {}, 25), ("pica", {"epochs": 3}, 1),
+    # AE+DAC: a quarter of the clustering epochs after the pretraining, 10 + ceil(30 / 4), 50 + ceil(82 / 4)
+    ("aedac", {"epochs": 40, "pretrain_epochs": 10}, 18), ("aedac", {}, 71)])
+def test_restarts_compare_after_a_quarter_of_the_clustering_or_half_for_dsec(name, params, expected):
+    method = METHODS[name]((1, 8, 8), 10, params)
     assert method.restart_epochs() == expected
 
 
@@ -318,6 +321,21 @@ def test_augment_warps_the_chosen_fraction_first(digits):
     torch.testing.assert_close(half[~unchanged], warped[~unchanged], atol=0, rtol=0)
 
 
+def test_autoencoder_mirrors_its_strides():
+    model = ConvAutoencoder((1, 28, 28), 10)
+    assert model.code_shape == (64, 2, 2)  # the paper's 28 -> 14 -> 7 -> 4 -> 2, a code of 256
+    for shape, strides, code in [((1, 28, 28), (1, 1, 2, 2), (64, 7, 7)), ((3, 8, 8), (2, 2, 2, 2), (64, 1, 1)),
+                                 ((1, 9, 9), (1, 2, 1, 2), (64, 3, 3))]:
+        model = ConvAutoencoder(shape, 10, strides=strides)
+        assert model.code_shape == code
+        assert [layer[0].stride for layer in model.encoder] == [(s, s) for s in strides]
+        x = torch.rand(3, *shape)
+        logits, reconstruction = model(x)
+        assert logits.shape == (3, 10) and reconstruction.shape == x.shape
+    with pytest.raises(ValueError, match="strides must be 4 positive integers"):
+        ConvAutoencoder((1, 28, 28), 10, strides=(2, 2))
+
+
 def test_sobel_input_feeds_any_trunk_the_image_edges():
     for kind in ("conv", "resnet"):
         trunk = make_trunk((3, 12, 12), kind=kind, widths=(4, 8), depth=1, sobel=True)
@@ -352,12 +370,12 @@ def test_aedac_learns_warped_views_on_pairs_selected_on_the_clean_images(digits,
     loss, parts = method.loss(model, x, 1, 0, RowGenerator(torch.Generator().manual_seed(0)))
     (feats, select), = calls
     assert feats.shape == (48, 10) and feats.requires_grad and not select.requires_grad
-    # The selector rows are the clean images' outputs, one copy per view, in the batch they
-    # shared with the warped copies (batch norm statistics over both).
-    batch = torch.cat([x, aedac.warped_views(x, RowGenerator(torch.Generator().manual_seed(0)), 3)])
-    clean = model(batch)[0][:16].detach()
-    torch.testing.assert_close(select, clean.repeat(3, 1))
-    torch.testing.assert_close(feats.detach(), model(batch)[0][16:].detach())
+    # The selector rows are the clean images' outputs, one copy per view, from a batch of their
+    # own (batch-norm statistics over the clean images alone); the learnt rows are the warped
+    # copies', in theirs.
+    warped = random_affine(x.repeat(3, 1, 1, 1), RowGenerator(torch.Generator().manual_seed(0)).repeated(3))
+    torch.testing.assert_close(select, model(x)[0].detach().repeat(3, 1))
+    torch.testing.assert_close(feats.detach(), model(warped)[0].detach())
     assert parts["pos"] + parts["neg"] <= 48 * 48
 
 

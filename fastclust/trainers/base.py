@@ -103,11 +103,17 @@ class Method:
         epochs = self.params["epochs"]
         return self.schedule_epochs() if epochs is None else int(epochs)
 
+    def clustering_start(self):
+        """The first epoch whose loss is the clustering loss (AE+DAC pretrains before it)."""
+        return 0
+
     def restart_epochs(self):
-        """The default epoch after which restarts are compared: ``restart_fraction`` of the run,
-        rounded up. A quarter for DAC: on mnist5k, its seeds that end in a poor partition
+        """The default epoch after which restarts are compared: ``restart_fraction`` of the
+        clustering epochs, rounded up, after any pretraining (whose loss says nothing about the
+        partition). A quarter for DAC: on mnist5k, its seeds that end in a poor partition
         already have the higher loss by then (README, "Quality")."""
-        return max(1, math.ceil(self.num_epochs() * self.restart_fraction))
+        start = min(self.clustering_start(), self.num_epochs())
+        return start + max(1, math.ceil((self.num_epochs() - start) * self.restart_fraction))
 
     def epoch_settings(self, epoch):
         """What the schedule sets for ``epoch`` (thresholds, phase), logged in the history."""

@@ -57,19 +57,26 @@ class DAC(Method):
         return {"u": u, "l": l}
 
     def loss(self, model, x, epoch, step, generator):
-        select = None
-        if self.params["affine"] and x.dim() == 4:
-            if self.params["select_clean"]:
-                with torch.no_grad():
-                    select = model(x).repeat(int(self.params["views"]), 1)
-            x = warped_views(x, generator, self.params["views"])
+        x, select = learning_batch(model, x, generator, self.params)
         loss, n_pos, n_neg = self.pairwise_loss(model(x), *self.thresholds(epoch), select)
         return loss, {"pos": n_pos, "neg": n_neg}
 
 
-def warped_views(x, generator, views):
-    """``views`` stacked copies of the images ``x``, each warped on its own by
-    :func:`fastclust.augment.random_affine` (unwarped copies would be identical rows, so views
-    only count for warped images)."""
-    views = int(views)
-    return random_affine(x.repeat(views, 1, 1, 1), generator.repeated(views))
+def learning_batch(logits, x, generator, params):
+    """The images DAC learns on and the outputs that select their pairs (None: the learnt
+    outputs themselves). With ``affine``, ``views`` stacked copies of the images ``x``, each
+    warped on its own by :func:`fastclust.augment.random_affine` (unwarped copies would be
+    identical rows, so views only count for warped images); with ``select_clean`` too, their
+    pairs are selected by ``logits(x)`` for the clean images, without gradient.
+
+    The clean images go through the network in a batch of their own: in one batch with the
+    warped copies, sharing their batch-norm statistics, AE+DAC on digits ended at ACC
+    0.517 / 0.516 / 0.692 (seeds 0-2, its defaults) against 0.681 / 0.715 / 0.718."""
+    if not (params["affine"] and x.dim() == 4):
+        return x, None
+    views = int(params["views"])
+    select = None
+    if params["select_clean"]:
+        with torch.no_grad():
+            select = logits(x).repeat(views, 1)
+    return random_affine(x.repeat(views, 1, 1, 1), generator.repeated(views)), select
