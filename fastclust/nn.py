@@ -197,13 +197,16 @@ class ConvAutoencoder(nn.Module):
         self.code_shape = (c, height, width)
         self.head = cluster_head((c * height * width, head_hidden, num_clusters), batch_norm=False)
 
-    def forward(self, x):
-        """Returns ``(cluster logits, reconstruction)``."""
+    def forward(self, x, reconstruct=True):
+        """Returns ``(cluster logits, reconstruction)``; the reconstruction is None without
+        ``reconstruct`` (the decoder, as costly as the encoder, is skipped)."""
         sizes = []
         for layer in self.encoder:
             sizes.append(x.shape[-2:])
             x = layer(x)
         logits = self.head(x.flatten(1))
+        if not reconstruct:
+            return logits, None
         for (deconv, activation), size in zip(self.decoder, reversed(sizes)):
             x = activation(deconv(x, output_size=size))
         return logits, x

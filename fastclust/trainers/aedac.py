@@ -73,4 +73,4 @@ class AEDAC(Method):
         return loss, {"rec": rec.detach(), "dac": dac.detach(), "pos": n_pos, "neg": n_neg}
 
     def logits(self, model, x):
-        return model(x)[0]
+        return model(x, reconstruct=False)[0]
