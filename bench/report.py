@@ -6,13 +6,16 @@ from collections import defaultdict
 
 def main(path):
     run = json.load(open(path))
-    times, memory, bandwidth = defaultdict(dict), [], []
+    times, steps, memory, bandwidth = defaultdict(dict), defaultdict(dict), [], []
     device = None
     for b in run["benchmarks"]:
         info = b["extra_info"]
         device = device or f"{info['device']}, torch {info['torch']}, fastclust {info['fastclust']}"
         if "peak_mb" in info:
             memory.append(info)
+            continue
+        if info["op"].endswith("training step"):  # bench_trainers.py: impl is the weights' layout
+            steps[(info["op"], info["batch"])][info["impl"]] = b["stats"]["median"] * 1e3
             continue
         if info.get("bytes", 0) >= 10**8:  # the memory-bound cases, not every small one
             bandwidth.append((info, b["stats"]["median"]))
@@ -37,6 +40,11 @@ def main(path):
             size = " ".join(f"{name}={info[name]}" for name in ("n", "k", "d") if name in info)
             print(f"| {info['op']} | {info['impl']} | {size} | {'fwd+bwd' if info['backward'] else 'fwd'} "
                   f"| {info['bytes'] / 1e6:.0f} MB | {median * 1e3:.3f} | {info['bytes'] / median / 1e9:.0f} |")
+    if steps:
+        print("| training step | batch | contiguous | channels_last | contiguous / channels_last |\n|---|---|---|---|---|")
+        for (op, batch), row in steps.items():
+            print(f"| {op} | {batch} | {row['contiguous']:.1f} | {row['channels_last']:.1f} "
+                  f"| {row['contiguous'] / row['channels_last']:.2f}x |")
     if memory:
         print("\n| op | impl | size | peak extra memory, fwd+bwd (MB) |\n|---|---|---|---|")
         for info in memory:

@@ -56,6 +56,27 @@ def test_loss_goes_down_on_a_fixed_batch(name, digits):
 
 
 @pytest.mark.parametrize("name", list(METHODS))
+def test_cpu_trainer_steps_in_channels_last_as_in_the_default_layout(name, digits):
+    x, _ = digits
+    steps = []
+    for layout in (torch.channels_last, torch.contiguous_format):
+        trainer = make_trainer(name, x[:64])  # seeded: the same initial weights each time
+        convs = [p for p in trainer.model.parameters() if p.dim() == 4]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        trainer.model.to(memory_format=layout)
+        trainer.model.train()
+        loss, _ = trainer.method.loss(trainer.model, x[:64], 1 if name == "aedac" else 0, 0,
+                                      RowGenerator(torch.Generator().manual_seed(5)))
+        loss.backward()
+        steps.append((loss.detach(), [p.grad for p in trainer.model.parameters() if p.grad is not None]))
+    (loss_last, grads_last), (loss_default, grads_default) = steps
+    torch.testing.assert_close(loss_last, loss_default, rtol=1e-5, atol=1e-6)
+    assert len(grads_last) == len(grads_default) > 0
+    for last, default in zip(grads_last, grads_default):
+        torch.testing.assert_close(last, default, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
 def test_one_epoch_end_to_end(name, digits, tmp_path):
     x, y = digits
     trainer = make_trainer(name, x, y, tmp_path, epochs=2)

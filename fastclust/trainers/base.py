@@ -228,6 +228,11 @@ class Trainer:
         if sync_batchnorm and self.group:
             model = convert_global_batchnorm(model, self.group)
         self.model = model.to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN's convolutions, max-pooling and batch norm run these networks' training
+            # steps 1.2-1.8x faster with channels-last weights (README, "Speed"); on CUDA the
+            # default layout stays, as no GPU timing backs a change there.
+            self.model.to(memory_format=torch.channels_last)
         method.group = self.group
         # What the loss runs through: the model itself, or its DDP wrapper, which averages the
         # parameter gradients over the ranks during backward.

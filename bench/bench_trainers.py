@@ -1,0 +1,48 @@
+"""One training step of each method (loss, backward, optimizer step) through its Trainer, at the
+README's measured mnist5k settings, with the networks' weights in the default (contiguous)
+layout and in channels-last, which the Trainer uses on the CPU.
+
+    pytest bench/bench_trainers.py --benchmark-json=bench/trainers.json
+    python bench/report.py bench/trainers.json
+
+A Trainer given exactly one batch of samples runs one step per epoch, so each timed call is
+``Trainer.train_epoch``: the code path of a real run, data indexing and augmentation included.
+"""
+import pytest
+import torch
+
+from fastclust.data import load_dataset
+from fastclust.trainers import METHODS, Trainer
+from common import DEVICE, describe, synchronize
+
+# The README's Quality rows on mnist5k (their OPTIONS); the step is a clustering step.
+SETTINGS = {"dac": {}, "dsec": {},
+            "aedac": {"lr": 1e-3, "strides": (1, 1, 2, 2), "pretrain_epochs": 10},
+            "pica": {"lr": 3e-3, "batch_size": 64, "trunk": "conv", "widths": (16, 32, 64), "pool": 3,
+                     "overcluster": 30},
+            "dcsc": {"lr": 1e-3}}
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+ROUNDS = 20
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist5k").x
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_training_step(benchmark, mnist5k, name, layout):
+    method = METHODS[name](tuple(mnist5k.shape[1:]), 10, {**SETTINGS[name], "epochs": 20})
+    batch_size = int(method.params["batch_size"])
+    trainer = Trainer(method, mnist5k[:batch_size], device=DEVICE, progress=False, log=lambda _: None)
+    # In place: the optimizer keeps the same parameter objects.
+    trainer.model.to(memory_format=LAYOUTS[layout])
+    epoch = method.clustering_start()
+
+    def step():
+        trainer.train_epoch(epoch)
+        synchronize()
+
+    benchmark.extra_info.update(describe(), op=f"{name} training step", impl=layout, batch=batch_size)
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=2)
