@@ -230,7 +230,7 @@ class Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             # oneDNN's convolutions, max-pooling and batch norm run these networks' training
-            # steps 1.2-1.9x faster with channels-last weights (README, "Benchmarks"); on CUDA the
+            # steps 1.1-1.9x faster with channels-last weights (README, "Benchmarks"); on CUDA the
             # default layout stays, as no GPU timing backs a change there.
             self.model.to(memory_format=torch.channels_last)
         method.group = self.group
