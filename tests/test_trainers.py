@@ -14,6 +14,7 @@ from fastclust.trainers.base import CHECKPOINT
 from fastclust.trainers.restarts import best_of_restarts, read_selection
 from fastclust.trainers.schedules import (aedac_epochs, aedac_thresholds, dac_epochs, dac_thresholds,
                                           sect_thresholds)
+from helpers import DEVICES
 
 # Small networks so that every method trains in seconds on 2 cores.
 TINY = {"dac": {"widths": (8, 16), "depth": 1},
@@ -29,22 +30,32 @@ def digits():
     return data.x[:128], data.y[:128]
 
 
-def make_trainer(name, x, y=None, tmp_path=None, seed=0, **params):
+def make_trainer(name, x, y=None, tmp_path=None, seed=0, device="cpu", amp=False, **params):
     method = METHODS[name](tuple(x.shape[1:]), 10, {"batch_size": 64, **TINY[name], **params})
-    return Trainer(method, x, y, out=tmp_path, seed=seed, progress=False, log=lambda _: None)
+    return Trainer(method, x, y, out=tmp_path, seed=seed, device=device, amp=amp, progress=False,
+                   log=lambda _: None)
 
 
+needs_cuda = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+# (device, amp): mixed precision (bfloat16 autocast) exists on CUDA only.
+PRECISIONS = [("cpu", False), pytest.param("cuda", False, marks=needs_cuda),
+              pytest.param("cuda", True, marks=needs_cuda)]
+
+
+@pytest.mark.parametrize("device, amp", PRECISIONS)
 @pytest.mark.parametrize("name", list(METHODS))
-def test_loss_goes_down_on_a_fixed_batch(name, digits):
+def test_loss_goes_down_on_a_fixed_batch(name, device, amp, digits):
     x, _ = digits
-    trainer = make_trainer(name, x[:64], lr=1e-2)
+    x = x[:64].to(device)
+    trainer = make_trainer(name, x, device=device, amp=amp, lr=1e-2)
     epoch = 1 if name == "aedac" else 0  # aedac: past pretraining, reconstruction + DAC
     losses = []
     for step in range(10):
         # Same augmentation draw every step: the batch is fixed, only the weights move.
-        generator = RowGenerator(torch.Generator().manual_seed(5))
+        generator = RowGenerator(torch.Generator(device=device).manual_seed(5))
         trainer.model.train()
-        loss, parts = trainer.method.loss(trainer.model, x[:64], epoch, step % 2 * 2, generator)
+        with trainer._autocast():
+            loss, parts = trainer.method.loss(trainer.model, x, epoch, step % 2 * 2, generator)
         assert torch.isfinite(loss) and all(np.isfinite(float(v)) for v in parts.values())
         trainer.optimizer.zero_grad()
         loss.backward()
@@ -53,6 +64,12 @@ def test_loss_goes_down_on_a_fixed_batch(name, digits):
     # PICA's loss has a high floor (log(1 + (k - 1) / e) for cosines in [0, 1]): a 2% drop in
     # 10 steps is real progress for it; a loss that does not train stays at 100%.
     assert np.mean(losses[-3:]) < (0.98 if name == "pica" else 0.97) * np.mean(losses[:3]), losses
+
+
+def test_amp_needs_a_cuda_device(digits):
+    x, _ = digits
+    with pytest.raises(ValueError, match="amp .*needs a CUDA device"):
+        make_trainer("dac", x[:64], amp=True)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
