@@ -4,6 +4,7 @@ import torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 devices = pytest.mark.parametrize("device", DEVICES)
+needs_cuda = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
 
 
 def low_precision_dtypes(device):

@@ -7,7 +7,7 @@ from torch.library import opcheck
 
 import fastclust
 from fastclust import reference
-from helpers import DEVICES, assert_accurate, devices, low_precision_dtypes
+from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
 
 OPS = torch.ops.fastclust
 PICA, CLUSTER_CONTRASTIVE = 0, 1
@@ -372,7 +372,7 @@ def test_bad_op_arguments():
         OPS.column_loss(a[:, :1], b[:, :1], PICA, 1.0, 1.0)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 def test_device_mismatch():
     a, b = views(6, 3, dtype=torch.float32)
     with pytest.raises(RuntimeError, match=r"the second view \(p2 / c_b\) is on cpu but the first view"):
@@ -382,7 +382,7 @@ def test_device_mismatch():
         OPS.column_loss_from_stats(gram, sq.cuda(), sums.cuda(), PICA, 1.0, 1.0)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 @front_ends
 @pytest.mark.parametrize("n,k", [(1, 2), (3, 2), (127, 70), (768, 10), (768, 700), (5000, 100), (65537, 3)])
 def test_cuda_matches_cpu_float64(name, n, k):
@@ -394,7 +394,7 @@ def test_cuda_matches_cpu_float64(name, n, k):
         torch.testing.assert_close(g.cpu(), w, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 @pytest.mark.parametrize("full_gram", [False, True])
 @pytest.mark.parametrize("n,k", [(1, 1), (17, 65), (4096, 130), (100000, 7)])
 def test_cuda_column_stats_matches_reference(n, k, full_gram):
@@ -405,7 +405,7 @@ def test_cuda_column_stats_matches_reference(n, k, full_gram):
     assert torch.equal(got[0][0], got[0][0].T) or not full_gram
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 @front_ends
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_bitwise_deterministic(name, dtype):
@@ -417,7 +417,7 @@ def test_cuda_bitwise_deterministic(name, dtype):
         assert torch.equal(x, y)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 @front_ends
 def test_cuda_low_precision_large_n(name):
     fn, ref, kwargs = FRONT_ENDS[name]

@@ -6,12 +6,11 @@ from torch.library import opcheck
 
 import fastclust
 from fastclust import reference
-from helpers import DEVICES, assert_accurate, devices, low_precision_dtypes
+from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
 
 OPS = torch.ops.fastclust
 NS = (1, 2, 3, 37, 257)
 DS = (1, 3, 128)
-needs_cuda = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
 
 
 def views(count, n, d, dtype=torch.float64, device="cpu", seed=0):

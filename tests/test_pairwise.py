@@ -6,7 +6,7 @@ from torch.library import opcheck
 
 import fastclust
 from fastclust import reference
-from helpers import DEVICES, assert_accurate, devices, low_precision_dtypes
+from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
 
 LOSSES = {"dac": (fastclust.dac_loss, reference.dac_loss),
           "dsec": (fastclust.dsec_loss, reference.dsec_loss)}
@@ -332,7 +332,7 @@ def test_bad_block_arguments():
         op(rows, torch.randn(6, 3), None, torch.randn(6, 3), 0.8, 0.3, 0, 1e-7)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 def test_device_mismatch():
     with pytest.raises(RuntimeError, match="cols is on cpu but feats is on cuda"):
         torch.ops.fastclust.pairwise_loss(torch.rand(4, 3, device="cuda"), torch.rand(4, 3), None, None,
@@ -341,7 +341,7 @@ def test_device_mismatch():
         fastclust.dac_loss(torch.rand(4, 3, device="cuda"), 0.8, 0.3, select=torch.rand(4, 3))
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
+@needs_cuda
 @losses
 @pytest.mark.parametrize("n,k", [(1, 1), (3, 2), (127, 70), (1000, 700), (1025, 10)])
 def test_cuda_matches_cpu_float64(name, n, k):

@@ -14,7 +14,7 @@ from fastclust.trainers.base import CHECKPOINT
 from fastclust.trainers.restarts import best_of_restarts, read_selection
 from fastclust.trainers.schedules import (aedac_epochs, aedac_thresholds, dac_epochs, dac_thresholds,
                                           sect_thresholds)
-from helpers import DEVICES
+from helpers import needs_cuda
 
 # Small networks so that every method trains in seconds on 2 cores.
 TINY = {"dac": {"widths": (8, 16), "depth": 1},
@@ -36,7 +36,6 @@ def make_trainer(name, x, y=None, tmp_path=None, seed=0, device="cpu", amp=False
                    log=lambda _: None)
 
 
-needs_cuda = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA device")
 # (device, amp): mixed precision (bfloat16 autocast) exists on CUDA only.
 PRECISIONS = [("cpu", False), pytest.param("cuda", False, marks=needs_cuda),
               pytest.param("cuda", True, marks=needs_cuda)]
