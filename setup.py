@@ -3,6 +3,8 @@
 Environment:
   FASTCLUST_FORCE_CUDA=1  fail instead of silently building CPU-only
   FASTCLUST_NO_CUDA=1     build CPU-only even where CUDA is available (fast local iteration)
+  FASTCLUST_CUDA_EMU=1    also build fastclust._C_emu, the CUDA kernels compiled with the C++
+                          compiler against csrc/emu/cuda_emu.h and run on CPU threads (tests)
   CUDA_HOME               toolkit root; found from `nvcc --dryrun` when unset
   TORCH_CUDA_ARCH_LIST, MAX_JOBS  as in torch.utils.cpp_extension
 """
@@ -91,12 +93,34 @@ else:
         "fastclust._C", sources, include_dirs=[os.path.join(ROOT, "csrc")],
         extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"], py_limited_api=True)
 
+extensions = [extension]
+with_cuda_emu = os.environ.get("FASTCLUST_CUDA_EMU") == "1"
+if with_cuda_emu:
+    # BuildExtension hands every .cu to nvcc, so each kernel file is compiled through a
+    # one-line .cpp that includes it.
+    emu_dir = os.path.join("build", "cuda_emu")
+    os.makedirs(emu_dir, exist_ok=True)
+    emu_sources = sorted(glob.glob("csrc/emu/*.cpp"))
+    for cu in sorted(glob.glob("csrc/cuda/*.cu")):
+        wrapper = os.path.join(emu_dir, os.path.basename(cu)[:-3] + ".cpp")
+        text = f'#include "cuda/{os.path.basename(cu)}"\n'
+        if not os.path.exists(wrapper) or open(wrapper).read() != text:
+            with open(wrapper, "w") as f:
+                f.write(text)
+        emu_sources.append(wrapper)
+    extensions.append(CppExtension(
+        "fastclust._C_emu", emu_sources, include_dirs=[os.path.join(ROOT, "csrc")],
+        extra_compile_args={"cxx": ["-O2", "-fopenmp", "-fvisibility=hidden", "-Wno-unknown-pragmas",
+                                 "-DFASTCLUST_CUDA_EMU"]},
+        extra_link_args=["-fopenmp"], py_limited_api=True))
+
 with open(os.path.join(ROOT, "fastclust", "_build_info.py"), "w") as f:
     f.write("# Written by setup.py at build time.\n")
     f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
     f.write(f"CUDA_VERSION = {(torch.version.cuda if with_cuda else None)!r}\n")
     f.write(f"CUDA_ARCHS = {archs!r}\n")
     f.write(f"WITH_CUDA = {with_cuda!r}\n")
+    f.write(f"WITH_CUDA_EMU = {with_cuda_emu!r}\n")
 
-setup(ext_modules=[extension], cmdclass={"build_ext": BuildExtension},
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExtension},
       options={"bdist_wheel": {"py_limited_api": "cp310"}})

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine: build with the CUDA kernels, run the CUDA tests, then the
-# benchmarks, writing logs and JSON under $OUT (defaults to ./gpu-out). Usage:
+# One call on a lent GPU machine: build with the CUDA kernels (and the emulated-CUDA test module,
+# so that tests/test_cuda_emulated.py runs its matrix on the GPU and in the emulation side by
+# side), run the CUDA tests, then the benchmarks, writing logs and JSON under $OUT (defaults to
+# ./gpu-out). Usage:
 #   bash bench/gpu_session.sh [TESTS] [BENCH_FILES...]
 # TESTS is a pytest selection (default: all of tests/); BENCH_FILES default to bench/bench_*.py;
 # BENCH_SELECT, if set, is passed to the benchmarks' pytest as -k.
@@ -8,6 +10,7 @@ set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} FASTCLUST_FORCE_CUDA=1
+export FASTCLUST_CUDA_EMU=1
 export MAX_JOBS=${MAX_JOBS:-16}
 tests=${1:-tests}
 shift || true

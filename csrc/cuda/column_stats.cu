@@ -13,8 +13,6 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include <cuda_runtime.h>
-
 #include <algorithm>
 
 #include "common/column_checks.h"
@@ -406,13 +404,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> column_stats_cuda(const at::Tenso
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "column_stats_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Views<scalar_t> x{ac.const_data_ptr<scalar_t>(), bc.const_data_ptr<scalar_t>(), n, k};
-    column_stats_kernel<scalar_t, acc_t>
-        <<<dim3(static_cast<unsigned>(tile_blocks), static_cast<unsigned>(splits)), kThreads, 0, stream>>>(
+    const dim3 grid(static_cast<unsigned>(tile_blocks), static_cast<unsigned>(splits));
+    FC_LAUNCH(grid, kThreads, stream, column_stats_kernel<scalar_t, acc_t>)(
             x, tiles, rows_per_split, partial_gram.mutable_data_ptr<acc_t>(),
             partial_sq.mutable_data_ptr<acc_t>(), partial_sum.mutable_data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const int64_t outputs = side * side + 4 * k;
-    reduce_splits_kernel<acc_t><<<ceil_div(outputs, kThreads), kThreads, 0, stream>>>(
+    FC_LAUNCH(ceil_div(outputs, kThreads), kThreads, stream, reduce_splits_kernel<acc_t>)(
         partial_gram.const_data_ptr<acc_t>(), partial_sq.const_data_ptr<acc_t>(),
         partial_sum.const_data_ptr<acc_t>(), tiles, splits, side, gram.mutable_data_ptr<acc_t>(),
         sq_norms.mutable_data_ptr<acc_t>(), sums.mutable_data_ptr<acc_t>());
@@ -438,8 +436,8 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "column_stats_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Views<scalar_t> x{in.a.const_data_ptr<scalar_t>(), in.b.const_data_ptr<scalar_t>(), n, k};
-    column_stats_backward_kernel<scalar_t, acc_t>
-        <<<dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(cols.count())), kThreads, 0, stream>>>(
+    const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(cols.count()));
+    FC_LAUNCH(grid, kThreads, stream, column_stats_backward_kernel<scalar_t, acc_t>)(
             x, cols, full_gram, data_or_null<acc_t>(in.grad_gram), data_or_null<acc_t>(in.grad_sq_norms),
             data_or_null<acc_t>(in.grad_sums), grad_a.mutable_data_ptr<scalar_t>(),
             grad_b.mutable_data_ptr<scalar_t>());
@@ -465,11 +463,11 @@ column_loss_from_stats_cuda(const at::Tensor& gram, const at::Tensor& sq_norms,
   AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "column_loss_from_stats_cuda", [&] {
     using T = scalar_t;
     T* rows = row_scratch.mutable_data_ptr<T>();
-    loss_rows_kernel<T><<<p.rows, kThreads, 0, stream>>>(
+    FC_LAUNCH(p.rows, kThreads, stream, loss_rows_kernel<T>)(
         G.const_data_ptr<T>(), SQ.const_data_ptr<T>(), p, static_cast<T>(1.0 / tau),
         grad_gram.mutable_data_ptr<T>(), rows, rows + p.rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    loss_finish_kernel<T><<<1, kFinishThreads, 0, stream>>>(
+    FC_LAUNCH(1, kFinishThreads, stream, loss_finish_kernel<T>)(
         G.const_data_ptr<T>(), SQ.const_data_ptr<T>(), S.const_data_ptr<T>(), p,
         weight, grad_gram.const_data_ptr<T>(), rows, rows + p.rows,
         grad_sq.mutable_data_ptr<T>(), grad_sums.mutable_data_ptr<T>(), loss.mutable_data_ptr<T>(),
@@ -481,7 +479,7 @@ column_loss_from_stats_cuda(const at::Tensor& gram, const at::Tensor& sq_norms,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
+FC_CUDA_KERNELS(m) {
   m.impl("column_stats", &column_stats_cuda);
   m.impl("column_stats_backward", &column_stats_backward_cuda);
   m.impl("column_loss_from_stats", &column_loss_from_stats_cuda);

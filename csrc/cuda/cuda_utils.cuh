@@ -1,9 +1,26 @@
 #pragma once
-// Helpers shared by the CUDA kernels. c10/cuda headers only: ATen/cuda/CUDAContext.h pulls
-// in cuBLAS/cuSPARSE headers that a plain toolkit install may lack.
+// Helpers shared by the CUDA kernels, and the one place that includes the CUDA toolkit: the
+// emulated-CUDA test build (FASTCLUST_CUDA_EMU) compiles the same kernels with g++ against
+// csrc/emu/cuda_emu.h instead. c10/cuda headers only: ATen/cuda/CUDAContext.h pulls in
+// cuBLAS/cuSPARSE headers that a plain toolkit install may lack.
+#ifdef FASTCLUST_CUDA_EMU
+#include "emu/cuda_emu.h"
+#else
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+// kernel<<<grid, block, 0, stream>>>(args...), written FC_LAUNCH(grid, block, stream,
+// kernel)(args...) so that the emulated build can run the same launch on CPU threads.
+#define FC_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<(grid), (block), 0, (stream)>>>
+// Where the kernels register: the CUDA key of torch.ops.fastclust (the emulated build: the
+// CPU key of torch.ops.fastclust_emu).
+#define FC_CUDA_KERNELS(m) TORCH_LIBRARY_IMPL(fastclust, CUDA, m)
+#endif
 
 #include <cstdint>
 

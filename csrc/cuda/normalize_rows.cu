@@ -64,7 +64,8 @@ at::Tensor normalize_rows_cuda(const at::Tensor& x) {
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "normalize_rows_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    normalize_rows_kernel<scalar_t, acc_t><<<ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, 0, stream>>>(
+    FC_LAUNCH(ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, stream,
+              normalize_rows_kernel<scalar_t, acc_t>)(
         xc.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, d);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -80,8 +81,8 @@ at::Tensor normalize_rows_backward_cuda(const at::Tensor& grad_out, const at::Te
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "normalize_rows_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    normalize_rows_backward_kernel<scalar_t, acc_t>
-        <<<ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, 0, stream>>>(
+    FC_LAUNCH(ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, stream,
+              normalize_rows_backward_kernel<scalar_t, acc_t>)(
             gc.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(),
             grad_in.mutable_data_ptr<scalar_t>(), n, d);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -91,7 +92,7 @@ at::Tensor normalize_rows_backward_cuda(const at::Tensor& grad_out, const at::Te
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
+FC_CUDA_KERNELS(m) {
   m.impl("normalize_rows", &normalize_rows_cuda);
   m.impl("normalize_rows_backward", &normalize_rows_backward_cuda);
 }

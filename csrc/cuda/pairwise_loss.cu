@@ -167,7 +167,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "pairwise_loss_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    pairwise_forward_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
+    FC_LAUNCH(grid, kThreads, stream, pairwise_forward_kernel<scalar_t, acc_t>)(
         d.rows.const_data_ptr<scalar_t>(), d.cols.const_data_ptr<scalar_t>(),
         selection_of<scalar_t, acc_t>(d), d.params,
         static_cast<acc_t>(u), static_cast<acc_t>(l), static_cast<acc_t>(eps),
@@ -199,8 +199,8 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
     const PairLossGrad<scalar_t, acc_t> pair_grad{
         selection_of<scalar_t, acc_t>(d), static_cast<acc_t>(u), static_cast<acc_t>(l),
         static_cast<acc_t>(eps), grad_scalar.const_data_ptr<acc_t>(), factor};
-    weighted_columns_kernel<scalar_t, acc_t>
-        <<<ceil_div(d.params.n, kBackwardTileRows), kThreads, 0, stream>>>(
+    FC_LAUNCH(ceil_div(d.params.n, kBackwardTileRows), kThreads, stream,
+              weighted_columns_kernel<scalar_t, acc_t>)(
             d.rows.const_data_ptr<scalar_t>(), d.params.n, d.cols.const_data_ptr<scalar_t>(),
             d.params.m, d.params.k, pair_grad, optional_mutable_ptr<acc_t>(grad_acc),
             grad.mutable_data_ptr<scalar_t>());
@@ -211,7 +211,7 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
+FC_CUDA_KERNELS(m) {
   m.impl("pairwise_loss", &pairwise_loss_cuda);
   m.impl("pairwise_loss_backward", &pairwise_loss_backward_cuda);
 }

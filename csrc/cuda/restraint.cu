@@ -58,7 +58,8 @@ at::Tensor restraint_cuda(const at::Tensor& x, double p) {
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "restraint_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    restraint_kernel<scalar_t, acc_t><<<ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, 0, stream>>>(
+    FC_LAUNCH(ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, stream,
+              restraint_kernel<scalar_t, acc_t>)(
         xc.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n, k,
         static_cast<acc_t>(p));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -76,8 +77,8 @@ at::Tensor restraint_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, yc.scalar_type(), "restraint_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    restraint_backward_kernel<scalar_t, acc_t>
-        <<<ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, 0, stream>>>(
+    FC_LAUNCH(ceil_div(n, kRowsPerBlock), kRowsPerBlock * kWarp, stream,
+              restraint_backward_kernel<scalar_t, acc_t>)(
             gc.const_data_ptr<scalar_t>(), yc.const_data_ptr<scalar_t>(),
             grad_in.mutable_data_ptr<scalar_t>(), n, k, static_cast<acc_t>(p));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -87,7 +88,7 @@ at::Tensor restraint_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
+FC_CUDA_KERNELS(m) {
   m.impl("restraint", &restraint_cuda);
   m.impl("restraint_backward", &restraint_backward_cuda);
 }

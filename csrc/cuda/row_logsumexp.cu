@@ -110,7 +110,7 @@ at::Tensor row_logsumexp_cuda(const at::Tensor& queries, const at::Tensor& keys,
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "row_logsumexp_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    row_logsumexp_kernel<scalar_t, acc_t><<<dim3(row_tiles, splits), kThreads, 0, stream>>>(
+    FC_LAUNCH(dim3(row_tiles, splits), kThreads, stream, row_logsumexp_kernel<scalar_t, acc_t>)(
         q.const_data_ptr<scalar_t>(), rows, k.const_data_ptr<scalar_t>(), cols, d,
         static_cast<acc_t>(1.0 / tau), self_offset, cols_per_split,
         partial.mutable_data_ptr<acc_t>());
@@ -141,13 +141,13 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
     const acc_t* lp = lse_c.const_data_ptr<acc_t>();
     const scalar_t* qp = q.const_data_ptr<scalar_t>();
     const scalar_t* kp = k.const_data_ptr<scalar_t>();
-    weighted_columns_kernel<scalar_t, acc_t>
-        <<<ceil_div(rows, kBackwardTileRows), kThreads, 0, stream>>>(
+    FC_LAUNCH(ceil_div(rows, kBackwardTileRows), kThreads, stream,
+              weighted_columns_kernel<scalar_t, acc_t>)(
             qp, rows, kp, cols, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, false},
             optional_mutable_ptr<acc_t>(acc_q), grad_q.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    weighted_columns_kernel<scalar_t, acc_t>
-        <<<ceil_div(cols, kBackwardTileRows), kThreads, 0, stream>>>(
+    FC_LAUNCH(ceil_div(cols, kBackwardTileRows), kThreads, stream,
+              weighted_columns_kernel<scalar_t, acc_t>)(
             kp, cols, qp, rows, d, LsePairWeight<acc_t>{gp, lp, inv_tau, self_offset, true},
             optional_mutable_ptr<acc_t>(acc_k), grad_k.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -157,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor> row_logsumexp_backward_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastclust, CUDA, m) {
+FC_CUDA_KERNELS(m) {
   m.impl("row_logsumexp", &row_logsumexp_cuda);
   m.impl("row_logsumexp_backward", &row_logsumexp_backward_cuda);
 }

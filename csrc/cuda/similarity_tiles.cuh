@@ -9,9 +9,6 @@
 // atomics, bitwise reproducible).
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <mma.h>
 
 #include <type_traits>
 
