@@ -12,16 +12,16 @@ inline void define_schemas(torch::Library& m) {
 
   // ---- pairwise losses (DAC, DSEC) ----
   // Sum of the per-pair loss over rows x cols (cols=None: rows x rows), and the numbers of
-  // positive and negative pairs. kind: 0 = DAC log loss, 1 = DSEC squared loss. Pairs are
+  // positive and negative pairs. kind: "dac" (log loss) or "dsec" (squared loss). Pairs are
   // selected on select_rows x select_cols when given (select_cols=None: select_rows x
   // select_rows), else on rows x cols; the selectors get no gradient.
   m.def(
       "pairwise_loss(Tensor rows, Tensor? cols, Tensor? select_rows, Tensor? select_cols, float u, "
-      "float l, int kind, float eps) -> (Tensor, Tensor, Tensor)");
+      "float l, str kind, float eps) -> (Tensor, Tensor, Tensor)");
   // d(grad_sum * loss_sum)/d(rows). With cols=None both sides of every pair are rows.
   m.def(
       "pairwise_loss_backward(Tensor grad_sum, Tensor rows, Tensor? cols, Tensor? select_rows, "
-      "Tensor? select_cols, float u, float l, int kind, float eps) -> Tensor");
+      "Tensor? select_cols, float u, float l, str kind, float eps) -> Tensor");
 
   // ---- column statistics family (PICA, cluster contrastive) ----
   // One pass over n of two (n, k) views a, b, seen as the 2k columns of V = [a | b]:
@@ -38,16 +38,16 @@ inline void define_schemas(torch::Library& m) {
       "Tensor a, Tensor b, bool full_gram) -> (Tensor grad_a, Tensor grad_b)");
   // The loss from the statistics: cross_entropy + weight * entropy_term, each part, and the
   // gradients d cross_entropy / d (gram, sq_norms) and d entropy_term / d sums.
-  // kind 0 = PICA (gram = a^T b), 1 = cluster contrastive (gram = V^T V); see common/column_math.h.
+  // kind "pica" (gram = a^T b) or "cluster_contrastive" (gram = V^T V); see common/column_math.h.
   m.def(
-      "column_loss_from_stats(Tensor gram, Tensor sq_norms, Tensor sums, int kind, float tau, "
+      "column_loss_from_stats(Tensor gram, Tensor sq_norms, Tensor sums, str kind, float tau, "
       "float weight) -> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, "
       "Tensor grad_gram, Tensor grad_sq_norms, Tensor grad_sums)");
   // The local loss in one call: column_stats then column_loss_from_stats, same outputs as the
   // latter; its backward is one column_stats_backward. The distributed path keeps the two ops
   // apart to all-reduce the statistics between them.
   m.def(
-      "column_loss(Tensor a, Tensor b, int kind, float tau, float weight) "
+      "column_loss(Tensor a, Tensor b, str kind, float tau, float weight) "
       "-> (Tensor loss, Tensor cross_entropy, Tensor entropy_term, Tensor grad_gram, "
       "Tensor grad_sq_norms, Tensor grad_sums)");
 

@@ -306,7 +306,7 @@ def build_parser():
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int, help="default 0")
-    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
+    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (autocast; the losses compute in float32)")
     t.add_argument("--restarts", type=int, metavar="R",
                    help="train seeds SEED..SEED+R-1 up to --restart-epochs, continue the one with the "
                         "lowest training loss (default 1: no restarts)")

@@ -15,7 +15,9 @@ def restraint(x, p=2.0):
     return t / t.norm(p=p, dim=1, keepdim=True)
 
 
-DAC_LOG, DSEC_SQUARED = 0, 1
+# The ops' kind names (their schemas' `str kind`; csrc/common/*_checks.h holds the same).
+DAC, DSEC = "dac", "dsec"
+PICA, CLUSTER_CONTRASTIVE = "pica", "cluster_contrastive"
 
 
 def _clamp_unit(x, eps):
@@ -39,13 +41,13 @@ def pairwise_loss(rows, cols, select_rows, select_cols, u, l, kind, eps):
             side_rows = select_rows
             side_cols = select_rows if select_cols is None else select_cols
             selection = side_rows @ side_cols.T
-        if kind == DSEC_SQUARED:
+        if kind == DSEC:
             inv_r = 1 / side_rows.norm(dim=1).clamp_min(_NORM_FLOOR)
             inv_c = 1 / side_cols.norm(dim=1).clamp_min(_NORM_FLOOR)
             selection = selection * inv_r[:, None] * inv_c[None, :]
         pos, neg = selection > u, selection < l
     zero = S.new_zeros(())
-    if kind == DSEC_SQUARED:
+    if kind == DSEC:
         pair_loss = torch.where(pos, (1 - S) ** 2, zero) + torch.where(neg, S ** 2, zero)
     else:
         pair_loss = (torch.where(pos, -torch.log(_clamp_unit(S, eps)), zero)
@@ -70,12 +72,12 @@ def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, se
 
 def dac_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean", eps=1e-7,
              return_stats=False):
-    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats, select)
+    return _pairwise(DAC, feats, u, l, p, normalized, reduction, eps, return_stats, select)
 
 
 def dsec_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="mean",
               return_stats=False):
-    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats, select)
+    return _pairwise(DSEC, feats, u, l, p, normalized, reduction, 0.0, return_stats, select)
 
 
 # ---- column statistics family (PICA, cluster contrastive) ----

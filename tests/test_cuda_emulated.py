@@ -144,7 +144,8 @@ def pairwise_cases():
     symmetric = [(n, None, k) for n, k in [(1, 1), (31, 15), (32, 16), (33, 17), (63, 31), (64, 32),
                                            (65, 33), (130, 70)]]
     blocks = [(37, 81, 9), (81, 37, 9), (64, 129, 16), (1, 65, 3)]
-    for (n, m, k), kind, selector in itertools.product(symmetric + blocks, (0, 1), (False, True)):
+    for (n, m, k), kind, selector in itertools.product(symmetric + blocks, (reference.DAC, reference.DSEC),
+                                                      (False, True)):
         ks = max(1, k // 2)
 
         def args(dtype, n=n, m=m, k=k, kind=kind, selector=selector, ks=ks):
@@ -159,12 +160,12 @@ def pairwise_cases():
             on_cols = (cols if sel_rows is None else sel_cols)
             on_cols = on_rows if on_cols is None else on_cols
             sim = on_rows.double() @ on_cols.double().T
-            if kind == reference.DSEC_SQUARED:
+            if kind == reference.DSEC:
                 sim = sim / on_rows.double().norm(dim=1)[:, None] / on_cols.double().norm(dim=1)[None, :]
             u, l = far_thresholds(sim)
             return [rows, cols, sel_rows, sel_cols, u, l, kind, 1e-7]
 
-        label = f"{n}x{m or n}x{k}-{['dac', 'dsec'][kind]}" + ("-select" if selector else "")
+        label = f"{n}x{m or n}x{k}-{kind}" + ("-select" if selector else "")
         yield Case("pairwise_loss", label, args, reference=reference.pairwise_loss)
         yield Case("pairwise_loss_backward", label,
                    lambda dtype, f=args: [torch.tensor(0.75, dtype=torch.float64), *f(dtype)])
@@ -193,6 +194,9 @@ def row_logsumexp_cases():
         yield Case("row_logsumexp_backward", label, backward, uses_sms=True)
 
 
+COLUMN_KINDS = (reference.PICA, reference.CLUSTER_CONTRASTIVE)
+
+
 def column_cases():
     # Gram tiles of 64 columns, rows staged 16 at a time, split over n by multiprocessor count.
     shapes = [(1, 1), (15, 63), (16, 64), (17, 65), (200, 130), (1000, 10)]
@@ -214,26 +218,27 @@ def column_cases():
         for present in [(True, False, False), (False, True, True)]:
             yield Case("column_stats_backward", label + "-grads" + "".join("gqs"[i] for i in range(3) if present[i]),
                        lambda dtype, f=backward, present=present: f(dtype, present=present))
-    for (n, k), kind in itertools.product([(1, 2), (17, 65), (300, 70)], (0, 1)):
+    for (n, k), kind in itertools.product([(1, 2), (17, 65), (300, 70)], COLUMN_KINDS):
         def fused(dtype, n=n, k=k, kind=kind):
             a = rounded(randn(n, k, seed=n, scale=3).softmax(1), dtype)
             b = rounded(randn(n, k, seed=k, scale=3).softmax(1), dtype)
-            return [a, b, kind, 0.5 if kind else 1.0, 1.5]
+            return [a, b, kind, 0.5 if kind == reference.CLUSTER_CONTRASTIVE else 1.0, 1.5]
 
-        yield Case("column_loss", f"{n}x{k}-kind{kind}", fused, uses_sms=True, reference=column_loss_reference)
-    for k, kind in itertools.product([2, 10, 70, 130], (0, 1)):
+        yield Case("column_loss", f"{n}x{k}-{kind}", fused, uses_sms=True, reference=column_loss_reference)
+    for k, kind in itertools.product([2, 10, 70, 130], COLUMN_KINDS):
         def from_stats(dtype, k=k, kind=kind):
             a, b = (randn(257, k, seed=s, scale=3).softmax(1) for s in (k, k + 1))
-            return [*(t.to(dtype) for t in reference.column_stats(a, b, kind == 1)), kind,
-                    0.5 if kind else 1.0, 1.5]
+            full_gram = kind == reference.CLUSTER_CONTRASTIVE
+            return [*(t.to(dtype) for t in reference.column_stats(a, b, full_gram)), kind,
+                    0.5 if full_gram else 1.0, 1.5]
 
-        yield Case("column_loss_from_stats", f"k{k}-kind{kind}", from_stats,
+        yield Case("column_loss_from_stats", f"k{k}-{kind}", from_stats,
                    dtypes=(torch.float64, torch.float32))
 
 
 def column_loss_reference(a, b, kind, tau, weight):
     """The first three outputs of column_loss (loss, cross-entropy, entropy term)."""
-    if kind == 0:
+    if kind == reference.PICA:
         return reference.pica_loss(a, b, lam=weight, return_parts=True)
     return reference.cluster_contrastive_loss(a, b, tau=tau, entropy_weight=weight, return_parts=True)
 

@@ -11,7 +11,7 @@
 #include <optional>
 #include <tuple>
 
-#include "common/column_math.h"
+#include "common/column_checks.h"
 
 namespace fastclust {
 namespace {
@@ -51,17 +51,17 @@ variable_list stats_backward(const variable_list& stats_grads, const at::Tensor&
 }
 
 LossOutputs column_loss_from_stats_op(const at::Tensor& gram, const at::Tensor& sq_norms,
-                                      const at::Tensor& sums, int64_t kind, double tau,
+                                      const at::Tensor& sums, c10::string_view kind, double tau,
                                       double weight) {
   static const auto op = find_op<LossOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                             int64_t, double, double)>("fastclust::column_loss_from_stats");
+                                             c10::string_view, double, double)>("fastclust::column_loss_from_stats");
   return op.call(gram, sq_norms, sums, kind, tau, weight);
 }
 
-LossOutputs column_loss_op(const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+LossOutputs column_loss_op(const at::Tensor& a, const at::Tensor& b, c10::string_view kind, double tau,
                            double weight) {
-  static const auto op = find_op<LossOutputs(const at::Tensor&, const at::Tensor&, int64_t, double,
-                                             double)>("fastclust::column_loss");
+  static const auto op = find_op<LossOutputs(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                             double, double)>("fastclust::column_loss");
   return op.call(a, b, kind, tau, weight);
 }
 
@@ -127,7 +127,7 @@ class ColumnStats : public torch::autograd::Function<ColumnStats> {
 class ColumnLossFromStats : public torch::autograd::Function<ColumnLossFromStats> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& gram, const at::Tensor& sq_norms,
-                               const at::Tensor& sums, int64_t kind, double tau, double weight) {
+                               const at::Tensor& sums, c10::string_view kind, double tau, double weight) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     const auto outputs = keep_loss_outputs(
         ctx, column_loss_from_stats_op(gram, sq_norms, sums, kind, tau, weight), weight);
@@ -147,10 +147,10 @@ class ColumnLossFromStats : public torch::autograd::Function<ColumnLossFromStats
 class ColumnLoss : public torch::autograd::Function<ColumnLoss> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
-                               int64_t kind, double tau, double weight) {
+                               c10::string_view kind, double tau, double weight) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     const auto outputs = keep_loss_outputs(ctx, column_loss_op(a, b, kind, tau, weight), weight);
-    ctx->saved_data["full_gram"] = kind == kClusterContrastive;
+    ctx->saved_data["full_gram"] = column_loss_kind(kind) == kClusterContrastive;
     ctx->save_for_backward({a, b, std::get<3>(outputs), std::get<4>(outputs), std::get<5>(outputs)});
     return as_list(outputs);
   }
@@ -172,10 +172,10 @@ TORCH_LIBRARY_IMPL(fastclust, Autograd, m) {
     return Stats{out[0], out[1], out[2]};
   });
   m.impl("column_loss_from_stats", [](const at::Tensor& gram, const at::Tensor& sq_norms,
-                                      const at::Tensor& sums, int64_t kind, double tau, double weight) {
+                                      const at::Tensor& sums, c10::string_view kind, double tau, double weight) {
     return as_tuple(ColumnLossFromStats::apply(gram, sq_norms, sums, kind, tau, weight));
   });
-  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, c10::string_view kind, double tau,
                            double weight) { return as_tuple(ColumnLoss::apply(a, b, kind, tau, weight)); });
 }
 

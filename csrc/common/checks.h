@@ -17,6 +17,7 @@ namespace fastclust {
 // conversions below never touch locale facets, and a lone string passes through c10::str as is.
 inline std::string to_text(const char* s) { return s; }
 inline std::string to_text(const std::string& s) { return s; }
+inline std::string to_text(c10::string_view s) { return std::string(s); }
 inline std::string to_text(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", v);
@@ -54,6 +55,19 @@ constexpr bool kHalfOnCpu = true;
 constexpr bool kHalfOnCpu = false;
 #endif
 
+// The kind of a loss, from its name in the schemas: `names` lists (name, kind) pairs, the same
+// names as the Python constants (fastclust.reference, tested to agree).
+template <size_t N>
+int64_t kind_named(c10::string_view name, const std::pair<const char*, int64_t> (&names)[N]) {
+  std::string known;
+  for (const auto& [candidate, kind] : names) {
+    if (name == candidate) return kind;
+    known += std::string(known.empty() ? "" : ", ") + "'" + candidate + "'";
+  }
+  FC_CHECK(false, "kind must be one of ", known, ", got '", name, "'");
+  return -1;
+}
+
 inline void check_float_dtype(const at::Tensor& t, const char* name) {
   const auto dt = t.scalar_type();
   const bool full = dt == at::kFloat || dt == at::kDouble;
@@ -63,14 +77,19 @@ inline void check_float_dtype(const at::Tensor& t, const char* name) {
               t.device());
 }
 
-// An (n, k) matrix with n >= 1 and k >= 1 of a supported floating dtype.
-inline void check_matrix(const at::Tensor& t, const char* name) {
+// An (n, k) matrix with n >= 1 and k >= 1.
+inline void check_matrix_shape(const at::Tensor& t, const char* name) {
   FC_CHECK(t.dim() == 2, name, " must be a 2-D (n, k) tensor, got shape ",
               t.sizes());
   FC_CHECK(t.size(0) >= 1, name, " must have at least one row, got shape ",
               t.sizes());
   FC_CHECK(t.size(1) >= 1, name,
               " must have at least one column (k >= 1), got shape ", t.sizes());
+}
+
+// An (n, k) matrix with n >= 1 and k >= 1 of a supported floating dtype.
+inline void check_matrix(const at::Tensor& t, const char* name) {
+  check_matrix_shape(t, name);
   check_float_dtype(t, name);
 }
 
@@ -83,11 +102,13 @@ inline void check_same_device_dtype(const at::Tensor& a, const char* a_name, con
 }
 
 // Two views of the same batch: same shape, device and dtype.
+// A mix of dtypes is named as such before either dtype is judged.
 inline void check_same_matrix(const at::Tensor& a, const char* a_name, const at::Tensor& b,
                               const char* b_name) {
-  check_matrix(a, a_name);
-  check_matrix(b, b_name);
+  check_matrix_shape(a, a_name);
+  check_matrix_shape(b, b_name);
   check_same_device_dtype(a, a_name, b, b_name);
+  check_float_dtype(a, a_name);
   FC_CHECK(a.sizes() == b.sizes(), b_name, " has shape ", b.sizes(), " but ",
               a_name, " has shape ", a.sizes());
 }

@@ -49,11 +49,9 @@ inline StatsBackwardInputs prepare_stats_backward(const std::optional<at::Tensor
 // and autograd node this saves are a good part of the time.
 template <typename Stats, typename Loss>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fused_column_loss(
-    const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau, double weight,
+    const at::Tensor& a, const at::Tensor& b, c10::string_view kind, double tau, double weight,
     const Stats& stats, const Loss& loss) {
-  FC_CHECK(kind >= 0 && kind < kNumColumnLossKinds,
-           "kind must be 0 (PICA) or 1 (cluster contrastive), got ", kind);
-  const auto [gram, sq_norms, sums] = stats(a, b, kind == kClusterContrastive);
+  const auto [gram, sq_norms, sums] = stats(a, b, column_loss_kind(kind) == kClusterContrastive);
   return loss(gram, sq_norms, sums, kind, tau, weight);
 }
 

@@ -38,12 +38,15 @@ inline void check_column_stats_backward_args(const std::optional<at::Tensor>& gr
   if (grad_sums.has_value()) check_stat(*grad_sums, "grad_sums", {2 * k}, a, kFirstView);
 }
 
-// Returns k, the number of clusters.
+constexpr std::pair<const char*, int64_t> kColumnLossKindNames[] = {
+    {"pica", kPica}, {"cluster_contrastive", kClusterContrastive}};
+
+inline int64_t column_loss_kind(c10::string_view name) { return kind_named(name, kColumnLossKindNames); }
+
+// Checks the arguments of a loss of `kind` (a ColumnLossKind); returns k, the number of clusters.
 inline int64_t check_column_loss_args(const at::Tensor& gram, const at::Tensor& sq_norms,
                                       const at::Tensor& sums, int64_t kind, double tau,
                                       double weight) {
-  FC_CHECK(kind >= 0 && kind < kNumColumnLossKinds,
-           "kind must be 0 (PICA) or 1 (cluster contrastive), got ", kind);
   FC_CHECK(sums.dim() == 1 && sums.size(0) % 2 == 0,
            "sums must hold the 2k column sums of both views, got shape ", sums.sizes());
   const int64_t k = sums.size(0) / 2;

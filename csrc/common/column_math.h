@@ -9,11 +9,12 @@
 namespace fastclust {
 
 enum ColumnLossKind : int64_t {
-  kPica = 0,                // rows: columns of a, against columns of b; positive: the same index
-  kClusterContrastive = 1   // rows and columns: all 2k columns of V; positive: the twin j +/- k,
-                            // the column itself left out of the denominator
+  kPica = 0,                // "pica". rows: columns of a, against columns of b; positive: the
+                            // same index
+  kClusterContrastive = 1   // "cluster_contrastive". rows and columns: all 2k columns of V;
+                            // positive: the twin j +/- k, the column itself left out of the
+                            // denominator
 };
-constexpr int64_t kNumColumnLossKinds = 2;
 
 // The norm floor of F.normalize (1e-12), applied to the squared norm: flooring before the
 // square root keeps the root's infinite slope at 0 out of an all-zero column's gradient.

@@ -14,10 +14,14 @@ inline void check_selector(const at::Tensor& selector, const char* name, const a
            side_name, " has ", side.size(0));
 }
 
-inline void check_pairwise_args(const at::Tensor& rows, const std::optional<at::Tensor>& cols,
-                                const std::optional<at::Tensor>& select_rows,
-                                const std::optional<at::Tensor>& select_cols, double u, double l,
-                                int64_t kind, double eps) {
+constexpr std::pair<const char*, int64_t> kPairLossKindNames[] = {{"dac", kDacLog},
+                                                                   {"dsec", kDsecSquared}};
+
+// Checks the arguments; returns the PairLossKind named `kind`.
+inline int64_t check_pairwise_args(const at::Tensor& rows, const std::optional<at::Tensor>& cols,
+                                   const std::optional<at::Tensor>& select_rows,
+                                   const std::optional<at::Tensor>& select_cols, double u,
+                                   double l, c10::string_view kind, double eps) {
   check_matrix(rows, "feats");
   if (cols.has_value()) {
     check_matrix(*cols, "cols");
@@ -42,18 +46,17 @@ inline void check_pairwise_args(const at::Tensor& rows, const std::optional<at::
   check_finite(l, "l");
   FC_CHECK(l <= u, "the lower threshold l (", l,
               ") must not exceed the upper threshold u (", u, ")");
-  FC_CHECK(kind >= 0 && kind < kNumPairLossKinds, "kind must be 0 (DAC) or 1 (DSEC), got ",
-              kind);
   FC_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, "eps must be in [0, 1), got ", eps);
+  return kind_named(kind, kPairLossKindNames);
 }
 
-inline void check_pairwise_backward_args(const at::Tensor& grad_sum, const at::Tensor& rows,
-                                         const std::optional<at::Tensor>& cols,
-                                         const std::optional<at::Tensor>& select_rows,
-                                         const std::optional<at::Tensor>& select_cols, double u,
-                                         double l, int64_t kind, double eps) {
-  check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
+inline int64_t check_pairwise_backward_args(const at::Tensor& grad_sum, const at::Tensor& rows,
+                                            const std::optional<at::Tensor>& cols,
+                                            const std::optional<at::Tensor>& select_rows,
+                                            const std::optional<at::Tensor>& select_cols,
+                                            double u, double l, c10::string_view kind, double eps) {
   check_scalar_grad(grad_sum, rows, "grad_sum");
+  return check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
 }
 
 }  // namespace fastclust

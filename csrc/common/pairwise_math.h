@@ -7,10 +7,9 @@
 namespace fastclust {
 
 enum PairLossKind : int64_t {
-  kDacLog = 0,      // DAC: -log(clamp(s, eps, 1)) / -log(clamp(1 - s, eps, 1)), select on s
-  kDsecSquared = 1  // DSEC: (1 - s)^2 / s^2, select on cos(L_i, L_j)
+  kDacLog = 0,      // "dac": -log(clamp(s, eps, 1)) / -log(clamp(1 - s, eps, 1)), select on s
+  kDsecSquared = 1  // "dsec": (1 - s)^2 / s^2, select on cos(L_i, L_j)
 };
-constexpr int64_t kNumPairLossKinds = 2;
 
 // +1 positive, -1 negative, 0 ignored. NaN compares false both ways: ignored here, and the
 // caller poisons the loss with it separately.

@@ -216,7 +216,9 @@ FC_CPU_MULTIVERSION void loss_row(const T* __restrict__ g_row, const T* __restri
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
-                           const at::Tensor& sums, int64_t kind, double tau, double weight) {
+                           const at::Tensor& sums, c10::string_view kind_name, double tau,
+                            double weight) {
+  const int64_t kind = column_loss_kind(kind_name);
   const int64_t k = check_column_loss_args(gram, sq_norms, sums, kind, tau, weight);
   const int64_t rows = similarity_rows(kind, k);
   const auto G = gram.contiguous(), SQ = sq_norms.contiguous(), S = sums.contiguous();
@@ -283,7 +285,7 @@ TORCH_LIBRARY_IMPL(fastclust, CPU, m) {
   m.impl("column_stats", &column_stats_cpu);
   m.impl("column_stats_backward", &column_stats_backward_cpu);
   m.impl("column_loss_from_stats", &column_loss_from_stats_cpu);
-  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, c10::string_view kind, double tau,
                            double weight) {
     return fused_column_loss(a, b, kind, tau, weight, column_stats_cpu, column_loss_from_stats_cpu);
   });

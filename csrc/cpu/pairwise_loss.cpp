@@ -173,8 +173,8 @@ PreparedBlock<T> prepare(const at::Tensor& rows, const std::optional<at::Tensor>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cpu(
     const at::Tensor& rows, const std::optional<at::Tensor>& cols,
     const std::optional<at::Tensor>& select_rows, const std::optional<at::Tensor>& select_cols,
-    double u, double l, int64_t kind, double eps) {
-  check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
+    double u, double l, c10::string_view kind_name, double eps) {
+  const int64_t kind = check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind_name, eps);
   double loss = 0;
   int64_t positives = 0, negatives = 0;
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "pairwise_loss_cpu", [&] {
@@ -198,8 +198,9 @@ at::Tensor pairwise_loss_backward_cpu(const at::Tensor& grad_sum, const at::Tens
                                       const std::optional<at::Tensor>& cols,
                                       const std::optional<at::Tensor>& select_rows,
                                       const std::optional<at::Tensor>& select_cols, double u,
-                                      double l, int64_t kind, double eps) {
-  check_pairwise_backward_args(grad_sum, rows, cols, select_rows, select_cols, u, l, kind, eps);
+                                      double l, c10::string_view kind_name, double eps) {
+  const int64_t kind =
+      check_pairwise_backward_args(grad_sum, rows, cols, select_rows, select_cols, u, l, kind_name, eps);
   auto grad = at::empty(rows.sizes(), rows.options());
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "pairwise_loss_backward_cpu", [&] {
     const auto prepared = prepare<scalar_t>(rows, cols, select_rows, select_cols, u, l, kind, eps);

@@ -448,7 +448,9 @@ std::tuple<at::Tensor, at::Tensor> column_stats_backward_cuda(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 column_loss_from_stats_cuda(const at::Tensor& gram, const at::Tensor& sq_norms,
-                            const at::Tensor& sums, int64_t kind, double tau, double weight) {
+                            const at::Tensor& sums, c10::string_view kind_name, double tau,
+                            double weight) {
+  const int64_t kind = column_loss_kind(kind_name);
   const int64_t k = check_column_loss_args(gram, sq_norms, sums, kind, tau, weight);
   const c10::cuda::CUDAGuard guard(gram.device());
   const LossParams p{k, kind, similarity_rows(kind, k)};
@@ -483,7 +485,7 @@ FC_CUDA_KERNELS(m) {
   m.impl("column_stats", &column_stats_cuda);
   m.impl("column_stats_backward", &column_stats_backward_cuda);
   m.impl("column_loss_from_stats", &column_loss_from_stats_cuda);
-  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, int64_t kind, double tau,
+  m.impl("column_loss", [](const at::Tensor& a, const at::Tensor& b, c10::string_view kind, double tau,
                            double weight) {
     return fused_column_loss(a, b, kind, tau, weight, column_stats_cuda, column_loss_from_stats_cuda);
   });

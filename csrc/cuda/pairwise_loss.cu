@@ -153,8 +153,8 @@ PairSelection<scalar_t, acc_t> selection_of(const DeviceBlock& d) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_loss_cuda(
     const at::Tensor& rows, const std::optional<at::Tensor>& cols,
     const std::optional<at::Tensor>& select_rows, const std::optional<at::Tensor>& select_cols,
-    double u, double l, int64_t kind, double eps) {
-  check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind, eps);
+    double u, double l, c10::string_view kind_name, double eps) {
+  const int64_t kind = check_pairwise_args(rows, cols, select_rows, select_cols, u, l, kind_name, eps);
   const c10::cuda::CUDAGuard guard(rows.device());
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
   const auto d = prepare(rows, cols, select_rows, select_cols, kind, acc_dtype);
@@ -182,8 +182,9 @@ at::Tensor pairwise_loss_backward_cuda(const at::Tensor& grad_sum, const at::Ten
                                        const std::optional<at::Tensor>& cols,
                                        const std::optional<at::Tensor>& select_rows,
                                        const std::optional<at::Tensor>& select_cols, double u,
-                                       double l, int64_t kind, double eps) {
-  check_pairwise_backward_args(grad_sum, rows, cols, select_rows, select_cols, u, l, kind, eps);
+                                       double l, c10::string_view kind_name, double eps) {
+  const int64_t kind =
+      check_pairwise_backward_args(grad_sum, rows, cols, select_rows, select_cols, u, l, kind_name, eps);
   const c10::cuda::CUDAGuard guard(rows.device());
   const auto acc_dtype = at::toOpMathType(rows.scalar_type());
   const auto d = prepare(rows, cols, select_rows, select_cols, kind, acc_dtype);

@@ -1,5 +1,20 @@
-"""Registration helpers shared by every op family."""
+"""Registration helpers shared by every op family: argument coercion and checks, and the rules
+every op follows beyond first-order reverse mode.
+
+Higher-order gradients: an op's backward, when autograd records it (``create_graph=True``), is
+the gradient of the op's eager twin in :mod:`fastclust.reference`, a graph of its own that can
+be differentiated again (at eager PyTorch's cost: the n x n matrices the fused kernels avoid).
+Where a backward runs through a fused backward op instead (the column-statistics family, the
+global-batch paths), a gradient of that gradient raises an error naming the op. Forward-mode AD
+(``torch.func.jvp``, ``torch.autograd.forward_ad``) raises at the call: no op has a forward
+derivative.
+
+Half precision: under autocast (CPU or CUDA) every op computes in float32, as PyTorch's own
+losses do; float16/bfloat16 tensors given to a front end on the CPU are computed in float32 too
+(the CUDA kernels take them as they are and accumulate in float32).
+"""
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 OPS = torch.ops.fastclust
 
@@ -23,7 +38,7 @@ def scalar(value, name):
 
 def check_views(*named, same_columns=True):
     """Matrices of one batch: 2-D, non-empty, with the rows (and, with ``same_columns``, the
-    columns) of the first, on its device and of its dtype. Raised as RuntimeError, like the
+    columns) of the first, on its device and (outside autocast) of its dtype. Raised as RuntimeError, like the
     kernels' own argument checks, naming the argument at fault."""
     for name, t in named:
         if not isinstance(t, torch.Tensor):
@@ -37,9 +52,83 @@ def check_views(*named, same_columns=True):
     for name, t in named[1:]:
         if t.device != first.device:
             raise RuntimeError(f"fastclust: {name} is on {t.device} but {first_name} is on {first.device}")
-        if t.dtype != first.dtype:
+        # Under autocast the ops compute in float32 whatever their inputs' floating dtypes.
+        if t.dtype != first.dtype and not torch.is_autocast_enabled(first.device.type):
             raise RuntimeError(f"fastclust: {name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}")
         compared = t.shape if same_columns else t.shape[:1]
         if compared != first.shape[:len(compared)]:
             raise RuntimeError(f"fastclust: {name} has shape {tuple(t.shape)} but {first_name} has "
                                f"shape {tuple(first.shape)}" + ("" if same_columns else ": one row per row"))
+
+
+def float32_under_autocast(op):
+    """Under autocast the op's floating inputs are cast to float32."""
+    for device in ("cpu", "cuda"):
+        torch.library.register_autocast(f"fastclust::{op}", device, torch.float32)
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def cpu_half_as_float(*tensors):
+    """The tensors (one, or a tuple) as float32 when all of them are CPU tensors of one half
+    dtype (float16 or bfloat16), the dtype the CPU kernels compute in; else as they are, so that
+    the kernels' checks report a mix. ``None`` passes through. Gradients flow back through the
+    cast in each tensor's own dtype."""
+    given = [t for t in tensors if t is not None]
+    first = given[0]
+    if (isinstance(first, torch.Tensor) and first.dtype in _HALF
+            and all(isinstance(t, torch.Tensor) and t.dtype == first.dtype and t.is_cpu for t in given)):
+        tensors = tuple(None if t is None else t.float() for t in tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def eager_gradients(twin, inputs, grads, needs_input_grad):
+    """The gradients w.r.t. ``inputs`` of ``twin(*inputs)`` (the op's eager twin) against the
+    output gradients ``grads``, recorded by autograd: an op's backward under
+    ``create_graph=True``. Integer outputs and absent gradients contribute nothing.
+
+    Each input slot is differentiated through an alias of its own (``view_as``): the partial
+    derivative of that slot alone, even when one input is computed from another (keys from
+    queries) or passed twice, as autograd expects of a backward."""
+    wanted = [i for i, x in enumerate(inputs) if needs_input_grad[i] and isinstance(x, torch.Tensor)]
+    with torch.enable_grad():
+        slots = [x.view_as(x) if i in wanted else x for i, x in enumerate(inputs)]
+        outputs = twin(*slots)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grads)
+             if g is not None and o.is_floating_point() and o.requires_grad]
+    found = torch.autograd.grad([o for o, _ in pairs], [slots[i] for i in wanted],
+                                [g for _, g in pairs], create_graph=True, allow_unused=True,
+                                materialize_grads=True) if pairs and wanted else ()
+    result = [None] * len(inputs)
+    for i, g in zip(wanted, found):
+        result[i] = g
+    return tuple(result)
+
+
+def refuse_double_backward(backward_op, used_by):
+    """Registers for the fused backward op ``backward_op`` an autograd formula that raises: its
+    result is a gradient of ``used_by``, and its own gradient is not implemented."""
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"fastclust: {used_by}: a gradient of its gradient (double backward, e.g. through "
+            f"create_graph=True) is not supported here ({backward_op} has no derivative); "
+            "see the README's API section for which ops support it")
+
+    torch.library.register_autograd(f"fastclust::{backward_op}", backward, setup_context=setup_context)
+
+
+def refuse_forward_ad(name, *tensors):
+    """Raises when an input carries a forward-mode tangent (torch.func.jvp or
+    torch.autograd.forward_ad): the fused ops have no forward derivative, and without this
+    check their tangents would silently be dropped."""
+    if getattr(forward_ad, "_current_level", 0) < 0:
+        return
+    if any(isinstance(t, torch.Tensor) and forward_ad.unpack_dual(t).tangent is not None
+           for t in tensors):
+        raise RuntimeError(f"fastclust: {name} does not support forward-mode AD (torch.func.jvp, "
+                           "torch.autograd.forward_ad); use reverse mode (backward, torch.func.vjp)")

@@ -16,10 +16,10 @@ registered in C++ (csrc/autograd/column_ops.cpp), not here: only their fake kern
 import torch
 
 from .. import distributed
-from ._autograd import OPS, acc_dtype, scalar
+from ..reference import CLUSTER_CONTRASTIVE, PICA
+from ._autograd import (OPS, acc_dtype, cpu_half_as_float, float32_under_autocast,
+                        refuse_double_backward, refuse_forward_ad, scalar)
 
-PICA = 0
-CLUSTER_CONTRASTIVE = 1
 # F.normalize's norm floor (1e-12), squared: see csrc/common/column_math.h.
 _SQ_NORM_FLOOR = 1e-24
 
@@ -51,17 +51,23 @@ def _column_loss_fused_fake(a, b, kind, tau, weight):
     return _column_loss_fake(gram, sq_norms, sums, kind, tau, weight)
 
 
+# The family's C++ autograd computes its gradient with column_stats_backward.
+refuse_double_backward("column_stats_backward", "asv_similarity / pica_loss / cluster_contrastive_loss")
+for _op in ("column_stats", "column_loss_from_stats", "column_loss"):
+    float32_under_autocast(_op)
+
+
 def _statistics(a, b, full_gram, group):
     """The column statistics of this process's rows, or of the global batch when ``group`` (a
     resolved process group) is given (partial statistics all-reduced; see fastclust.distributed)."""
-    stats = OPS.column_stats(a, b, full_gram)
+    stats = OPS.column_stats(*cpu_half_as_float(a, b), full_gram)
     return stats if group is None else distributed.sum_over_ranks(stats, group)
 
 
 def _column_loss(a, b, kind, tau, weight, return_parts, group, global_batch):
     group = distributed.resolve_group(group, global_batch)
     if group is None:
-        loss, cross_entropy, entropy_term, *_ = OPS.column_loss(a, b, kind, tau, weight)
+        loss, cross_entropy, entropy_term, *_ = OPS.column_loss(*cpu_half_as_float(a, b), kind, tau, weight)
     else:
         gram, sq_norms, sums = _statistics(a, b, kind == CLUSTER_CONTRASTIVE, group)
         loss, cross_entropy, entropy_term, *_ = OPS.column_loss_from_stats(gram, sq_norms, sums,
@@ -83,6 +89,7 @@ def asv_similarity(p1, p2, *, group=None, global_batch=False):
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    refuse_forward_ad("asv_similarity", p1, p2)
     gram, sq_norms, _ = _statistics(p1, p2, False, distributed.resolve_group(group, global_batch))
     k = gram.shape[0]
     inv_norms = sq_norms.clamp_min(_SQ_NORM_FLOOR).rsqrt()
@@ -109,6 +116,7 @@ def pica_loss(p1, p2, *, lam=2.0, return_parts=False, group=None, global_batch=F
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    refuse_forward_ad("pica_loss", p1, p2)
     return _column_loss(p1, p2, PICA, 1.0, scalar(lam, "lam"), return_parts, group, global_batch)
 
 
@@ -130,5 +138,6 @@ def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_pa
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    refuse_forward_ad("cluster_contrastive_loss", c_a, c_b)
     return _column_loss(c_a, c_b, CLUSTER_CONTRASTIVE, scalar(tau, "tau"),
                         scalar(entropy_weight, "entropy_weight"), return_parts, group, global_batch)

@@ -5,8 +5,9 @@ recomputed in backward): O(n d) memory, no n x n tensor.
 """
 import torch
 
-from .. import distributed
-from ._autograd import OPS, acc_dtype, check_views, scalar
+from .. import distributed, reference
+from ._autograd import (OPS, acc_dtype, check_views, cpu_half_as_float, eager_gradients,
+                        float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
 
 _NO_SELF = -1
 
@@ -28,11 +29,15 @@ def _normalize_rows_setup(ctx, inputs, output):
 
 def _normalize_rows_backward(ctx, grad):
     (x,) = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
+        return eager_gradients(reference.normalize_rows, (x,), (grad,), ctx.needs_input_grad)
     return OPS.normalize_rows_backward(grad, x)
 
 
 torch.library.register_autograd("fastclust::normalize_rows", _normalize_rows_backward,
                                 setup_context=_normalize_rows_setup)
+refuse_double_backward("normalize_rows_backward", "normalize_rows_backward")
+float32_under_autocast("normalize_rows")
 
 
 @torch.library.register_fake("fastclust::row_logsumexp")
@@ -53,6 +58,9 @@ def _row_logsumexp_setup(ctx, inputs, output):
 
 def _row_logsumexp_backward(ctx, grad):
     queries, keys, lse = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
+        return eager_gradients(reference.row_logsumexp, (queries, keys, ctx.tau, ctx.self_offset),
+                               (grad,), ctx.needs_input_grad)
     grad_q, grad_k = OPS.row_logsumexp_backward(grad, queries, keys, lse, ctx.tau, ctx.self_offset)
     return (grad_q if ctx.needs_input_grad[0] else None,
             grad_k if ctx.needs_input_grad[1] else None, None, None)
@@ -60,6 +68,9 @@ def _row_logsumexp_backward(ctx, grad):
 
 torch.library.register_autograd("fastclust::row_logsumexp", _row_logsumexp_backward,
                                 setup_context=_row_logsumexp_setup)
+refuse_double_backward("row_logsumexp_backward",
+                       "nt_xent_loss / semantic_contrastive_loss over a process group")
+float32_under_autocast("row_logsumexp")
 
 
 def _row_dots(a, b):
@@ -77,10 +88,11 @@ def row_logsumexp(queries, keys, tau=1.0, self_offset=None):
     global row); ``None`` keeps every column. A row with no column left gives ``-inf`` with a
     zero gradient. The result is float32 for float16/bfloat16 input.
     """
+    refuse_forward_ad("row_logsumexp", queries, keys)
     offset = _NO_SELF if self_offset is None else int(self_offset)
     if self_offset is not None and offset < 0:
         raise ValueError(f"fastclust: self_offset must be None or >= 0, got {self_offset}")
-    return OPS.row_logsumexp(queries, keys, scalar(tau, "tau"), offset)
+    return OPS.row_logsumexp(*cpu_half_as_float(queries, keys), scalar(tau, "tau"), offset)
 
 
 def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_batch=False):
@@ -101,7 +113,9 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_bat
     rank gets the loss of the concatenated batch (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    refuse_forward_ad("nt_xent_loss", z_a, z_b)
     check_views(("z_a", z_a), ("z_b", z_b))
+    z_a, z_b = cpu_half_as_float(z_a, z_b)
     tau = scalar(tau, "tau")
     n = z_a.shape[0]
     z = OPS.normalize_rows(torch.cat([z_a, z_b]))
@@ -138,7 +152,9 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0, group=None, global
     ``group`` / ``global_batch=True``: as for :func:`nt_xent_loss`; both sums over j run over
     the rows gathered from every rank.
     """
+    refuse_forward_ad("semantic_contrastive_loss", p_a, p_b, q_a, q_b)
     check_views(("p_a", p_a), ("p_b", p_b), ("q_a", q_a), ("q_b", q_b))
+    p_a, p_b, q_a, q_b = cpu_half_as_float(p_a, p_b, q_a, q_b)
     tau = scalar(tau, "tau")
     n = p_a.shape[0]
     p = OPS.normalize_rows(torch.cat([p_a, p_b]))

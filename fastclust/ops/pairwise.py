@@ -1,12 +1,12 @@
 """Pairwise clustering losses: DAC (Eq. 6-10) and DSEC (Eq. 2, 8-12) in one fused op each way."""
 import torch
 
-from .. import distributed
-from ._autograd import OPS, acc_dtype, check_views, scalar
+from .. import distributed, reference
+from ..reference import DAC, DSEC
+from ._autograd import (OPS, acc_dtype, check_views, cpu_half_as_float, eager_gradients,
+                        float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
 from .restraint import restraint
 
-DAC_LOG = 0
-DSEC_SQUARED = 1
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -30,6 +30,9 @@ def _pairwise_setup(ctx, inputs, output):
 def _pairwise_backward(ctx, grad_sum, _grad_pos, _grad_neg):
     rows, cols, select_rows, select_cols = ctx.saved_tensors
     args = (ctx.u, ctx.l, ctx.kind, ctx.eps)
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
+        return eager_gradients(reference.pairwise_loss, (rows, cols, select_rows, select_cols, *args),
+                               (grad_sum, None, None), ctx.needs_input_grad)
     grad_rows = grad_cols = None
     if ctx.needs_input_grad[0]:
         grad_rows = OPS.pairwise_loss_backward(grad_sum, rows, cols, select_rows, select_cols, *args)
@@ -42,6 +45,8 @@ def _pairwise_backward(ctx, grad_sum, _grad_pos, _grad_neg):
 
 torch.library.register_autograd("fastclust::pairwise_loss", _pairwise_backward,
                                 setup_context=_pairwise_setup)
+refuse_double_backward("pairwise_loss_backward", "dac_loss / dsec_loss over a process group")
+float32_under_autocast("pairwise_loss")
 
 
 class _GlobalPairwiseLoss(torch.autograd.Function):
@@ -86,13 +91,16 @@ def selector_poison(select):
 
 def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch,
               select):
+    refuse_forward_ad(f"{kind}_loss", feats, select)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"fastclust: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    features = feats if normalized else restraint(feats, p)
     if select is not None:
         check_views(("feats", feats), ("select", select), same_columns=False)
         select = select.detach()
-        select = select if normalized else restraint(select, p)
+    feats, select = cpu_half_as_float(feats, select)
+    if select is not None and not normalized:
+        select = restraint(select, p)
+    features = feats if normalized else restraint(feats, p)
     args = (scalar(u, "u"), scalar(l, "l"), kind, scalar(eps, "eps"))
     group = distributed.resolve_group(group, global_batch)
     if group is None:
@@ -128,7 +136,7 @@ def dac_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="me
     loss and counts are those of the whole batch (see :mod:`fastclust.distributed` for the
     gradient convention).
     """
-    return _pairwise(DAC_LOG, feats, u, l, p, normalized, reduction, eps, return_stats, group,
+    return _pairwise(DAC, feats, u, l, p, normalized, reduction, eps, return_stats, group,
                      global_batch, select)
 
 
@@ -141,5 +149,5 @@ def dsec_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="m
     ``r = 1`` for positives and 0 for negatives. Options as for :func:`dac_loss` (with
     ``select``, on the cosine of the selector's indicator features).
     """
-    return _pairwise(DSEC_SQUARED, feats, u, l, p, normalized, reduction, 0.0, return_stats, group,
+    return _pairwise(DSEC, feats, u, l, p, normalized, reduction, 0.0, return_stats, group,
                      global_batch, select)

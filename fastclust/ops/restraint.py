@@ -1,7 +1,9 @@
 """The restraint layer (DAC Eq. 9) / constraint layer C_p (DSEC Eq. 11)."""
 import torch
 
-from ._autograd import OPS, scalar
+from .. import reference
+from ._autograd import (OPS, cpu_half_as_float, eager_gradients, float32_under_autocast,
+                        refuse_double_backward, refuse_forward_ad, scalar)
 
 
 @torch.library.register_fake("fastclust::restraint")
@@ -17,16 +19,20 @@ def _restraint_backward_fake(grad_out, out, p):
 
 def _restraint_setup(ctx, inputs, output):
     ctx.p = inputs[1]
-    ctx.save_for_backward(output)
+    ctx.save_for_backward(inputs[0], output)
 
 
 def _restraint_backward(ctx, grad):
-    (out,) = ctx.saved_tensors
+    feats, out = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
+        return eager_gradients(reference.restraint, (feats, ctx.p), (grad,), ctx.needs_input_grad)
     return OPS.restraint_backward(grad, out, ctx.p), None
 
 
 torch.library.register_autograd("fastclust::restraint", _restraint_backward,
                                 setup_context=_restraint_setup)
+refuse_double_backward("restraint_backward", "restraint_backward")
+float32_under_autocast("restraint")
 
 
 def restraint(feats, p=2.0):
@@ -34,4 +40,7 @@ def restraint(feats, p=2.0):
 
     DAC's restraint layer (p = 2) and DSEC's constraint layer C_p (any p > 0). Differentiable.
     """
-    return OPS.restraint(feats, scalar(p, "p"))
+    refuse_forward_ad("restraint", feats)
+    out = OPS.restraint(cpu_half_as_float(feats), scalar(p, "p"))
+    # The input's dtype, as on CUDA; under autocast, whose policy for the op is float32, float32.
+    return out if torch.is_autocast_enabled(feats.device.type) else out.to(feats.dtype)

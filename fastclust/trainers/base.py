@@ -209,8 +209,6 @@ class Trainer:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
-        if amp and self.device.type != "cuda":
-            raise ValueError("amp (mixed precision) needs a CUDA device")
         self.amp = amp
         self.seed = int(seed)
         self.group = _process_group()
