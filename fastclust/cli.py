@@ -15,8 +15,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import CheckpointError, FastclustError, ParameterError, one_line
+from .trainers.base import json_ready
+from .trainers.params import SEED, Float, Int, Optional, Refused, Text
+
+# What config.json holds (written by train, read by --resume) and what each value allows;
+# model.pt's config adds the samples' shape.
+CONFIG_SPECS = {"method": Text(), "data": Text(), "format": Optional(Text(), "inferred"),
+                "split": Optional(Text(), "all"), "clusters": Optional(Int(2), "the classes"),
+                "seed": SEED, "restarts": Int(1), "restart_epochs": Optional(Int(1), "the method's")}
+
 CONFIG = "config.json"
 MODEL = "model.pt"
+MODEL_KEYS = ("method", "clusters", "params", "input_shape")
 
 
 def _parse_value(text):
@@ -38,14 +49,6 @@ def _method_params(args):
             raise SystemExit(f"fastclust: --set expects KEY=VALUE, got {item!r}")
         params[key.replace("-", "_")] = _parse_value(value)
     return {k: v for k, v in params.items() if v is not None}
-
-
-def _json_ready(obj):
-    if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    return obj
 
 
 def _load(source, format, split):
@@ -98,12 +101,35 @@ def _write_results(out, trainer, assignments, dataset, title):
     return scores
 
 
+def _require_keys(config, keys, path):
+    """``config`` as read from ``path``, refused unless it is a dict holding ``keys``."""
+    missing = [key for key in keys if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete fastclust file (no {', '.join(missing)}); "
+                              f"was it edited or cut short?")
+    return config
+
+
+def _read_config(path):
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); was it edited or cut short?") from None
+    _require_keys(config, (*CONFIG_SPECS, "params"), path)
+    if not isinstance(config["params"], dict):
+        raise CheckpointError(f"{path}: its params are not a dict")
+    for key, spec in CONFIG_SPECS.items():
+        if not spec.accepts(config[key]):
+            raise CheckpointError(f"{path}: {key} {config[key]!r} is not allowed there: it is {spec.text}")
+    return config
+
+
 def _resume_config(args):
     path = os.path.join(args.resume, CONFIG)
     if not os.path.exists(path):
         raise SystemExit(f"fastclust: cannot resume from {args.resume}: no {CONFIG} there")
-    with open(path) as f:
-        config = json.load(f)
+    config = _read_config(path)
     given = {"method": args.method, "data": args.data, "format": args.format, "split": args.split,
              "clusters": args.clusters, "seed": args.seed, "restarts": args.restarts,
              "restart_epochs": args.restart_epochs}
@@ -115,7 +141,7 @@ def _resume_config(args):
     for key, value in params.items():
         # More epochs extend a finished or interrupted run (the trainer refuses when they would
         # stretch a learning-rate decay); anything else would change it.
-        if key != "epochs" and _json_ready(value) != config["params"].get(key):
+        if key != "epochs" and json_ready(value) != config["params"].get(key):
             raise SystemExit(f"fastclust: --resume {args.resume}: {key} {value!r} differs from the "
                              f"run's {config['params'].get(key)!r}")
     config["params"].update({k: v for k, v in params.items() if k == "epochs"})
@@ -149,8 +175,6 @@ def _restart_settings(args, method):
     before anything is written."""
     from .trainers.restarts import check_select_epochs
     restarts = 1 if args.restarts is None else args.restarts
-    if restarts < 1:
-        raise SystemExit(f"fastclust: --restarts must be at least 1, got {restarts}")
     select = args.restart_epochs if args.restart_epochs is not None else method.restart_epochs()
     if restarts > 1:
         check_select_epochs(select, method.num_epochs(), "--restart-epochs")
@@ -159,9 +183,10 @@ def _restart_settings(args, method):
 
 def train(args):
     from .trainers import METHODS, Trainer
-    from .trainers.base import CHECKPOINT, check_resumable, save_tensors, silent, write_json
-    from .trainers.restarts import (RESTARTS, best_of_restarts, check_select_epochs, read_selection,
-                                    run_checkpoints)
+    from .trainers.base import (CHECKPOINT, check_resumable, data_fingerprint, load_file, run_identity,
+                                save_tensors, silent, write_json)
+    from .trainers.restarts import (RESTARTS, best_of_restarts, candidate_dir, check_select_epochs,
+                                    read_selection, run_checkpoints)
 
     rank = _start_distributed(args)
     say = print if rank == 0 else silent
@@ -188,10 +213,19 @@ def train(args):
     clusters = config["clusters"] or dataset.num_classes
     if clusters is None:
         raise SystemExit(f"fastclust: {dataset.name} has no labels to count classes from: pass --clusters K")
-    method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"])
+    if config["method"] not in METHODS:
+        raise CheckpointError(f"{args.resume}: {CONFIG} names the method {config['method']!r}, "
+                              f"not one of {', '.join(METHODS)}")
+    try:
+        method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"])
+    except ParameterError as err:
+        if not args.resume:
+            raise
+        # The parameters come from the run's config.json (and --epochs).
+        raise ParameterError(f"resuming {args.resume}: {err}") from None
     if not args.resume:
         config["restarts"], config["restart_epochs"] = _restart_settings(args, method)
-    config.update(clusters=clusters, params=_json_ready(method.params),
+    config.update(clusters=clusters, params=json_ready(method.params),
                   input_shape=list(dataset.x.shape[1:]), dataset=dataset.name)
 
     def make_trainer(seed, directory):
@@ -206,7 +240,9 @@ def train(args):
     if choosing and args.resume and os.path.abspath(out) != os.path.abspath(args.resume):
         raise SystemExit(f"fastclust: {args.resume} has not chosen among its restarts yet: resume it "
                          f"without --out")
-    trainer = None if choosing else make_trainer(config["seed"], out)
+    selection = None if choosing or restarts == 1 else read_selection(args.resume or out)
+    # After the choice among restarts, the run continues the chosen seed's candidate.
+    trainer = None if choosing else make_trainer(selection["seed"] if selection else config["seed"], out)
     if args.resume and trainer is not None:
         trainer.resume(args.resume)
         say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
@@ -217,9 +253,11 @@ def train(args):
     elif args.resume:
         # The candidates must accept a changed --epochs before config.json records it.
         check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")
-        for path in run_checkpoints(out):
-            check_resumable(method, torch.load(path, map_location="cpu", weights_only=True))
-    selection = None if choosing or restarts == 1 else read_selection(args.resume or out)
+        fingerprint = data_fingerprint(dataset.x, dataset.y)
+        for seed in range(config["seed"], config["seed"] + restarts):
+            path = os.path.join(candidate_dir(out, seed), CHECKPOINT)
+            if os.path.exists(path):
+                check_resumable(method, load_file(path), run_identity(method, seed, fingerprint), path)
     if rank == 0:
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, CONFIG), config)
@@ -259,18 +297,25 @@ def train(args):
 def predict(args):
     from .trainers import METHODS, Trainer
 
+    from .trainers.base import load_file
+
     path = os.path.join(args.model, MODEL)
     if not os.path.exists(path):
         raise SystemExit(f"fastclust predict: no trained model at {path} (train writes it at the end)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    config = saved["config"]
+    saved = _require_keys(load_file(path), ("config", "model"), path)
+    config = _require_keys(saved["config"], MODEL_KEYS, path)
+    if config["method"] not in METHODS:
+        raise CheckpointError(f"{path}: names the method {config['method']!r}, not one of {', '.join(METHODS)}")
     dataset = _load(args.data, args.format, args.split)
     if list(dataset.x.shape[1:]) != config["input_shape"]:
         raise SystemExit(f"fastclust predict: {dataset.name} has samples of shape {list(dataset.x.shape[1:])} "
                          f"but the model was trained on {config['input_shape']}")
     method = METHODS[config["method"]](tuple(config["input_shape"]), config["clusters"], config["params"])
     trainer = Trainer(method, dataset.x, dataset.y, device=args.device, progress=False)
-    trainer.model.load_state_dict(saved["model"])
+    try:
+        trainer.model.load_state_dict(saved["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: its weights do not fit the network of its config ({one_line(err)})") from None
     out = args.out or os.path.join(args.model, f"predict-{dataset.name}")
     os.makedirs(out, exist_ok=True)
     assignments = trainer.predict()
@@ -278,6 +323,49 @@ def predict(args):
     print(f"{len(assignments)} samples assigned to {len(np.unique(assignments))} clusters; written to {out}"
           + (f"\n{_scores_line(scores)}" if scores else ""))
     return 0
+
+
+def _argument(spec, kind=int):
+    """An argparse type: the text as a ``kind`` that ``spec`` (fastclust.trainers.params) allows."""
+    def parse(text):
+        try:
+            return spec.parse(kind(text))
+        except (ValueError, Refused):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: it is {spec.text}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _device(text):
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: fastclust trains on cpu or cuda")
+    return text
+
+
+def parameters_help(methods):
+    """What ``fastclust train -h`` says of the method parameters: each method's with its default,
+    then what each parameter allows (one line per parameter name and spec)."""
+    lines = ["method parameters (--set KEY=VALUE, or the flags above), checked before anything runs:"]
+    for name, method in methods.items():
+        lines.append(f"  {name}: " + " ".join(f"{key}={_format_default(value)}"
+                                               for key, value in method.defaults.items()))
+    allowed = {}
+    for name, method in methods.items():
+        for key in method.defaults:
+            allowed.setdefault((key, method.specs[key].text), []).append(name)
+    lines.append("allowed values:")
+    for (key, text), users in sorted(allowed.items()):
+        several = sum(k == key for k, _ in allowed) > 1
+        lines.append(f"  {key}" + (f" ({', '.join(users)})" if several else "") + f": {text}")
+    return "\n".join(lines)
+
+
+def _format_default(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_parser():
@@ -291,26 +379,25 @@ def build_parser():
         p.add_argument("--data", required=required, help="mnist5k, digits, or a path")
         p.add_argument("--format", choices=sorted(FORMATS), help="format of --data (default: inferred)")
         p.add_argument("--split", help="which split to load (default: all, train+test)")
-        p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+        p.add_argument("--device", default="cpu", type=_device, help="cpu or cuda (default: cpu)")
         p.add_argument("--out", help="output directory")
-        p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; "
+        p.add_argument("--threads", type=_argument(Int(1)), help="CPU threads for torch (default: torch's choice; "
                                                    "1 is faster on a machine busy with other work)")
 
-    t = commands.add_parser("train", help="train a clustering model",
-                            epilog="method parameters (--set): " + "; ".join(
-                                f"{name}: {', '.join(sorted(m.defaults))}" for name, m in METHODS.items()))
+    t = commands.add_parser("train", help="train a clustering model", epilog=parameters_help(METHODS),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("method", nargs="?", choices=sorted(METHODS))
     data_options(t, required=False)
-    t.add_argument("--clusters", type=int, help="number of clusters (default: number of classes)")
+    t.add_argument("--clusters", type=_argument(Int(2)), help="number of clusters (default: number of classes)")
     t.add_argument("--epochs", type=int, help="default: the method's schedule")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--seed", type=_argument(SEED), help="default 0")
     t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (autocast; the losses compute in float32)")
-    t.add_argument("--restarts", type=int, metavar="R",
+    t.add_argument("--restarts", type=_argument(Int(1)), metavar="R",
                    help="train seeds SEED..SEED+R-1 up to --restart-epochs, continue the one with the "
                         "lowest training loss (default 1: no restarts)")
-    t.add_argument("--restart-epochs", type=int, metavar="E",
+    t.add_argument("--restart-epochs", type=_argument(Int(1)), metavar="E",
                    help="the epoch after which restarts are compared (default: a quarter of the run; "
                         "half for dsec)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method parameter")
@@ -319,7 +406,7 @@ def build_parser():
     t.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: batch normalisation over the global batch (with it, N ranks "
                         "train as one process on the concatenated batch)")
-    t.add_argument("--timeout", type=float, default=900,
+    t.add_argument("--timeout", type=_argument(Float(0, low_open=True), float), default=900,
                    help="under torchrun: seconds any collective may wait for the other ranks (default 900)")
     t.set_defaults(run=train)
 
@@ -330,18 +417,38 @@ def build_parser():
     return parser
 
 
+def _out_of_memory(err):
+    # The CPU allocator reports a failed allocation as a plain RuntimeError.
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
 def main(argv=None):
+    """Run the command line; a failure caused by what the user gave (a FastclustError: bad
+    parameters, data or run files; an OSError: a file that cannot be read or written; a
+    collective that timed out because another rank died; memory that ran out) is one line on
+    stderr and exit code 1. Anything else is a bug in fastclust and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from .data import DatasetError
-    from .trainers import NonFiniteLossError
     try:
+        if args.threads:
+            try:
+                torch.set_num_threads(args.threads)
+            except RuntimeError as err:
+                raise ParameterError(f"--threads {args.threads}: {err}") from None
         return args.run(args)
-    except (DatasetError, NonFiniteLossError, ValueError, RuntimeError, OSError) as err:
+    except Exception as err:
+        if _out_of_memory(err):
+            message = f"out of memory ({one_line(err)}); try a smaller --batch-size or network"
+        elif isinstance(err, (FastclustError, OSError, dist.DistError)):
+            message = str(err)
+        else:
+            raise
         where = f" on rank {dist.get_rank()}" if _distributed() else ""
-        print(f"fastclust: error{where}: {err}", file=sys.stderr)
+        print(f"fastclust: error{where}: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nfastclust: interrupted", file=sys.stderr)
+        return 130
     finally:
         if _distributed():
             dist.destroy_process_group()

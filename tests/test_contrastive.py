@@ -288,7 +288,7 @@ def _z(*shape, **kw):
     (_z(4, 3), _z(4, 3), {"tau": 0.0}, "tau must be a finite number > 0"),
     (_z(4, 3), _z(4, 3), {"tau": -1.0}, "tau must be a finite number > 0"),
     (_z(4, 3), _z(4, 3), {"tau": float("nan")}, "tau must be a finite number > 0"),
-    (torch.ones(4, 3, dtype=torch.int32), torch.ones(4, 3, dtype=torch.int32), {}, "must be float32 or float64"),
+    (torch.ones(4, 3, dtype=torch.int32), torch.ones(4, 3, dtype=torch.int32), {}, "z_a must be a float16, bfloat16, float32 or float64 tensor, got torch.int32"),
 ])
 def test_nt_xent_bad_input(z_a, z_b, kwargs, match):
     with pytest.raises(RuntimeError, match=match):

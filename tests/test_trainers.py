@@ -248,8 +248,6 @@ def test_parameters_take_the_type_of_their_defaults():
                                             "hidden": [32, 16]}).params
     assert params["widths"] == (16,) and params["affine"] is False and params["select_clean"] is True
     assert list(params["hidden"]) == [32, 16]
-    with pytest.raises(ValueError, match="affine is true or false, got 'maybe'"):
-        METHODS["dac"]((1, 8, 8), 10, {"affine": "maybe"})
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(digits, tmp_path, monkeypatch):
@@ -338,8 +336,6 @@ def test_cosine_learning_rate_is_a_function_of_the_epoch(digits, tmp_path):
     trainer = make_trainer("dac", x, y, tmp_path, epochs=3, lr=0.1, lr_decay="cosine")
     trainer.fit()
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 * (1 + np.cos(2 * np.pi / 3)))
-    with pytest.raises(ValueError, match="lr_decay must be 'none' or 'cosine', got 'step'"):
-        METHODS["dac"]((1, 8, 8), 10, {"lr_decay": "step"})
 
 
 def test_augment_warps_the_chosen_fraction_first(digits):

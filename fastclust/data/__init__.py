@@ -8,11 +8,13 @@
 
 Nothing is ever downloaded. Train and test splits are joined (split="all"), as in the papers.
 Bad data raises DatasetError (a ValueError; DatasetNotFoundError, also a FileNotFoundError, for a
-missing file) naming the file and the fault, before anything is returned.
+missing file) naming the file and the fault, before anything is returned; a bad argument (format,
+split, size) a ParameterError (also a ValueError).
 """
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from ..errors import ParameterError
 from . import arrays, cifar, idx, imagefolder, stl10
 from .builtin import BUILTIN
 from .dataset import ClusterDataset, DatasetError, DatasetNotFoundError
@@ -52,7 +54,7 @@ def load_dataset(source, format=None, *, split="all", size=None):
     """
     if isinstance(source, str) and source in BUILTIN:
         if format is not None or split != "all" or size is not None:
-            raise ValueError(f"the built-in dataset {source!r} takes no format, split or size")
+            raise ParameterError(f"the built-in dataset {source!r} takes no format, split or size")
         return BUILTIN[source]()
     path = Path(source).expanduser()
     if not path.exists():
@@ -61,12 +63,12 @@ def load_dataset(source, format=None, *, split="all", size=None):
     if format is None:
         format = infer_format(path)
     elif format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     splits = FORMATS[format].splits
     if split not in splits:
-        raise ValueError(f"{format} has the splits {', '.join(splits)}; got split={split!r}")
+        raise ParameterError(f"{format} has the splits {', '.join(splits)}; got split={split!r}")
     if size is not None and format != "imagefolder":
-        raise ValueError(f"size= resizes image folders only, not {format} data")
+        raise ParameterError(f"size= resizes image folders only, not {format} data")
     options = {} if size is None else {"size": size}
     return FORMATS[format].load(path, split, **options)
 

@@ -35,7 +35,10 @@ def _guarded(path, read):
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DatasetError(f"{path}: cannot read the arrays ({err})") from err
+        # numpy takes a file without the .npy magic for a pickle and advises loading it unsafely.
+        reason = ("not an array of numbers (pickled objects, or not a .npy file at all)"
+                  if "allow_pickle" in str(err) else err)
+        raise DatasetError(f"{path}: cannot read the arrays ({reason})") from err
 
 
 def _read_npy(path):

@@ -5,7 +5,9 @@ CIFAR-100 is labelled with its 20 superclasses (coarse labels), the ground truth
 clustering papers. The pickles are read by an unpickler that builds numpy arrays and nothing
 else, so a tampered file cannot run code.
 """
+import codecs
 import io
+import math
 import pickle
 from dataclasses import dataclass
 
@@ -16,25 +18,81 @@ from .dataset import DatasetError, join_parts, read_bytes, require_dir
 SPLITS = ("all", "train", "test")
 
 
+class _PendingArray:
+    """What numpy's array reconstruction returns here: no array yet. Unlike numpy's
+    ``_reconstruct`` (which allocates an uninitialised array of any claimed shape), it becomes an
+    array only when its pickle gives it exactly the bytes its shape and dtype need."""
+
+    def __init__(self, *args):
+        self.array = None
+
+    def __setstate__(self, state):
+        # (version, shape, dtype, is_fortran, raw bytes), or without the version (numpy < 1.x).
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("an array state that is not numpy's")
+        shape, dtype, fortran, raw = state[-4:]
+        if not isinstance(dtype, np.dtype):
+            raise pickle.UnpicklingError(f"an array whose dtype is {type(dtype).__name__}")
+        if dtype.hasobject:
+            raise pickle.UnpicklingError(f"arrays of dtype {dtype} are not read")
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError("an array without its raw bytes")
+        expected = math.prod(shape) * dtype.itemsize
+        if len(raw) != expected:
+            raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} needs {expected} "
+                                         f"bytes, its pickle gives {len(raw)}")
+        self.array = np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _latin1(text, encoding):
+    # numpy's pickles from Python 2 carry their bytes as latin-1 text; no other codec is run
+    # (chained expanding codecs would let a small file claim any size).
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refusing to run the codec {encoding!r}")
+    return codecs.encode(text, "latin1")
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     # What numpy arrays pickled by Python 2 or 3, numpy 1 or 2, need to rebuild; nothing more.
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _PendingArray,
+               ("numpy._core.multiarray", "_reconstruct"): _PendingArray,
+               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): _latin1}
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
+        return self.ALLOWED[module, name]
+
+
+def _resolved(obj, arrays):
+    """``obj`` with each _PendingArray replaced by its array (collected in ``arrays``, by id)."""
+    if isinstance(obj, _PendingArray):
+        if obj.array is None:
+            raise pickle.UnpicklingError("an array whose data the file never gives")
+        arrays[id(obj)] = obj.array
+        return obj.array
+    if isinstance(obj, dict):
+        return {key: _resolved(value, arrays) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_resolved(value, arrays) for value in obj)
+    return obj
 
 
 def read_pickle(path):
     """The dict in a CIFAR pickle, keys as str (the official files, from Python 2, use bytes)."""
     raw = read_bytes(path)
+    arrays = {}
     try:
-        content = _ArraysOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise DatasetError(f"{path}: not a readable CIFAR pickle ({err})") from err
+        content = _resolved(_ArraysOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load(), arrays)
+    except Exception as err:  # whatever a damaged or crafted pickle makes the unpickler raise
+        raise DatasetError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from None
+    claimed = sum(array.nbytes for array in arrays.values())
+    if claimed > len(raw):
+        raise DatasetError(f"{path}: its arrays claim {claimed} bytes, more than the {len(raw)} bytes "
+                           f"of the file")
     if not isinstance(content, dict):
         raise DatasetError(f"{path}: expected a pickled dict, got {type(content).__name__}")
     return {key.decode() if isinstance(key, bytes) else key: value

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import FastclustError
 
-class DatasetError(ValueError):
+
+class DatasetError(FastclustError, ValueError):
     """Data on disk that cannot be loaded as it is: the message names the file and the fault."""
 
 

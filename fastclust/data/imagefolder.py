@@ -5,9 +5,12 @@ Pillow (an optional dependency: pip install "fastclust[data]"), 8-bit only, as o
 channel when every image is grayscale and as RGB otherwise (alpha is dropped). All must have
 one size, unless `size` is given: then each is resized to it.
 """
+import numbers
+
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import ParameterError
 from .dataset import DatasetError, join_parts, require_dir
 
 SPLITS = ("all",)
@@ -30,11 +33,15 @@ def _pillow():
 
 
 def _as_hw(size):
-    if isinstance(size, int):
-        size = (size, size)
-    if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
-    return tuple(size)
+    def positive_int(s):
+        return isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+
+    if positive_int(size):
+        return int(size), int(size)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(map(positive_int, size)):
+        return int(size[0]), int(size[1])
+    raise ParameterError(f"size must be a positive integer or (height, width) of positive integers, "
+                         f"got {size!r}")
 
 
 def list_images(path):
@@ -71,7 +78,10 @@ def load(path, split, size=None):
                 if target is not None:
                     image = image.resize(target[::-1], Image.Resampling.BILINEAR)
                 images.append(image.convert("L" if image.mode in GRAYSCALE_MODES else "RGB"))
-        except OSError as err:
+        except DatasetError:
+            raise
+        # What Pillow raises for a damaged, truncated or oversized (decompression bomb) file.
+        except (OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
             raise DatasetError(f"{file}: cannot read the image ({err})") from err
         if images[-1].size != images[0].size:
             (w, h), (w0, h0) = images[-1].size, images[0].size

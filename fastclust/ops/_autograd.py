@@ -25,10 +25,14 @@ def acc_dtype(dtype):
 
 
 def scalar(value, name):
-    """A Python float from a number or a one-element tensor (thresholds from schedules)."""
+    """A Python float from a number or a one-element tensor (thresholds from schedules). The ops
+    give no gradient to their scalars, so a tensor that requires one is refused, not ignored."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"fastclust: {name} must be a number, got a tensor of shape {tuple(value.shape)}")
+        if value.requires_grad:
+            raise ValueError(f"fastclust: {name} is a tensor that requires grad, but the op gives {name} no "
+                             f"gradient; pass {name}.detach() or a number")
         return float(value.item())
     try:
         return float(value)
@@ -43,6 +47,9 @@ def check_views(*named, same_columns=True):
     for name, t in named:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"fastclust: {name} must be a tensor, got {type(t).__name__}")
+        if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise RuntimeError(f"fastclust: {name} must be a float16, bfloat16, float32 or float64 tensor, "
+                               f"got {t.dtype}")
         if t.dim() != 2:
             raise RuntimeError(f"fastclust: {name} must be a 2-D (n, d) tensor, got shape {tuple(t.shape)}")
         if t.shape[0] < 1 or t.shape[1] < 1:

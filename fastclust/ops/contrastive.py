@@ -3,6 +3,8 @@ contrastive loss (Eq. 3.4-3.5), both built on one fused op, a row-wise log-sum-e
 rectangular block of cosine similarities computed flash-style (online max / sum over key tiles,
 recomputed in backward): O(n d) memory, no n x n tensor.
 """
+import operator
+
 import torch
 
 from .. import distributed, reference
@@ -89,7 +91,10 @@ def row_logsumexp(queries, keys, tau=1.0, self_offset=None):
     zero gradient. The result is float32 for float16/bfloat16 input.
     """
     refuse_forward_ad("row_logsumexp", queries, keys)
-    offset = _NO_SELF if self_offset is None else int(self_offset)
+    try:
+        offset = _NO_SELF if self_offset is None else operator.index(self_offset)
+    except TypeError:
+        raise TypeError(f"fastclust: self_offset must be None or an integer, got {self_offset!r}") from None
     if self_offset is not None and offset < 0:
         raise ValueError(f"fastclust: self_offset must be None or >= 0, got {self_offset}")
     return OPS.row_logsumexp(*cpu_half_as_float(queries, keys), scalar(tau, "tau"), offset)

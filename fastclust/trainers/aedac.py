@@ -2,9 +2,11 @@
 import fastclust
 
 from ..distributed import global_mean
+from ..errors import ParameterError
 from ..nn import ConvAutoencoder
 from .base import Method
-from .dac import learning_batch
+from .dac import VIEW_SPECS, learning_batch
+from .params import Float, Int, Ints
 from .schedules import aedac_epochs, aedac_thresholds
 
 
@@ -30,15 +32,29 @@ class AEDAC(Method):
     defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "lr_decay": "cosine", "eta": 0.005, "alpha": 0.5,
                 "beta": 0.3, "pretrain_epochs": 50, "channels": (8, 16, 32, 64), "head_hidden": 64,
                 "strides": (2, 2, 2, 2), "affine": True, "views": 2, "select_clean": True}
+    specs = {**Method.specs, "eta": Float(0, low_open=True), "alpha": Float(0), "beta": Float(0),
+             "pretrain_epochs": Int(0), "channels": Ints(1), "head_hidden": Int(1), "strides": Ints(1),
+             **VIEW_SPECS}
+
+    def check_params(self):
+        p = self.params
+        if len(self.input_shape) != 3:
+            raise ParameterError("aedac clusters images: its autoencoder is convolutional, but the "
+                                 f"samples have shape {self.input_shape}; use dsec for feature vectors")
+        if len(p["strides"]) != len(p["channels"]):
+            raise ParameterError(f"aedac: strides={p['strides']} must give one stride per conv of "
+                                 f"channels={p['channels']}")
+        if p["alpha"] == 0 and p["beta"] == 0:
+            raise ParameterError("aedac: alpha and beta are both 0, so the clustering loss would be 0")
+        if p["epochs"] is not None and p["epochs"] <= p["pretrain_epochs"]:
+            raise ParameterError(f"aedac: epochs={p['epochs']} ends before the clustering starts, after "
+                                 f"pretrain_epochs={p['pretrain_epochs']}")
 
     @property
     def unused_parameters(self):
         return self.clustering_start() > 0  # no gradient to the head while pretraining
 
     def build_model(self):
-        if len(self.input_shape) != 3:
-            raise ValueError("aedac clusters images: its autoencoder is convolutional, but the "
-                             f"samples have shape {self.input_shape}; use dsec for feature vectors")
         return ConvAutoencoder(self.input_shape, self.num_clusters, tuple(self.params["channels"]),
                                int(self.params["head_hidden"]), tuple(self.params["strides"]))
 

@@ -6,6 +6,9 @@ epochs, progress bar, per-epoch evaluation, the ``metrics.json`` history, atomic
 every epoch, exact resume, mixed precision, the non-finite-loss stop, and data-parallel
 training when torch.distributed is initialised (``torchrun``).
 
+A checkpoint records the run that wrote it (:func:`run_identity`: method, parameters, clusters,
+a fingerprint of the data, seed); a run resumes only a checkpoint of its own.
+
 Every random draw of a run comes from the global torch generator (model initialisation) or
 from two generators the trainer owns (data order on the CPU, augmentations on the training
 device); all three are saved in each checkpoint, so a resumed run repeats an uninterrupted
@@ -21,8 +24,11 @@ step one process takes on the concatenated batch, up to float rounding; the run'
 rank-independent, so a checkpoint resumes on any number of ranks. Only rank 0 logs, shows a
 progress bar and writes files.
 """
+import contextlib
+import hashlib
 import json
 import math
+import numbers
 import os
 import random
 import time
@@ -35,28 +41,16 @@ from tqdm.auto import tqdm
 
 from ..augment import RowGenerator
 from ..distributed import gather_rows
+from ..errors import CheckpointError, FastclustError, ParameterError, one_line
 from ..nn import convert_global_batchnorm
+from .params import SEED, Choice, Float, Int, Optional, check
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FastclustError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-def _typed_like(method, key, value, default):
-    """A parameter's ``value`` in the type of its default: a lone number becomes a 1-tuple where
-    the default is a tuple (``--set widths=16``), and "true" / "false" (any case) or 1 / 0 a bool
-    where the default is a bool (the string "false" would be truthy)."""
-    if isinstance(default, tuple) and isinstance(value, (int, float)):
-        return (value,)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        text = str(value).lower()
-        if text not in ("true", "false", "1", "0"):
-            raise ValueError(f"{method}: {key} is true or false, got {value!r}")
-        return text in ("true", "1")
-    return value
 
 
 class Method:
@@ -66,6 +60,9 @@ class Method:
 
     name = None
     defaults = {}
+    # What each parameter allows (fastclust.trainers.params), for every key of ``defaults``.
+    specs = {"epochs": Optional(Int(1), "the length of the method's schedule"), "batch_size": Int(2),
+             "lr": Float(0, low_open=True), "lr_decay": Choice("none", "cosine"), "passes": Int(1)}
     # Set by the Trainer: the process group of a distributed run (pass it to the losses as
     # ``group=``), None on one process.
     group = None
@@ -76,18 +73,28 @@ class Method:
     restart_fraction = 0.25
 
     def __init__(self, input_shape, num_clusters, params=None):
-        unknown = set(params or {}) - set(self.defaults)
+        given = {k: v for k, v in (params or {}).items() if v is not None}
+        unknown = set(given) - set(self.defaults)
         if unknown:
-            raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
-                             f"known: {sorted(self.defaults)}")
-        self.params = {**self.defaults, **{k: _typed_like(self.name, k, v, self.defaults[k])
-                                           for k, v in (params or {}).items() if v is not None}}
-        if self.lr_decay not in ("none", "cosine"):
-            raise ValueError(f"{self.name}: lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
+            raise ParameterError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
+                                 f"known: {sorted(self.defaults)}")
+        self.params = {key: check(self.name, key, value, self.specs[key])
+                       for key, value in {**self.defaults, **given}.items()}
         self.input_shape = tuple(input_shape)
+        if len(self.input_shape) not in (1, 3) or not all(
+                isinstance(d, numbers.Integral) and d >= 1 for d in self.input_shape):
+            raise ParameterError(f"{self.name}: samples must be images (C, H, W) or feature vectors (D,) "
+                                 f"of positive sizes, got shape {self.input_shape}")
+        if isinstance(num_clusters, bool) or not isinstance(num_clusters, numbers.Integral) or num_clusters < 2:
+            raise ParameterError(f"{self.name}: the number of clusters must be an integer >= 2, "
+                                 f"got {num_clusters!r}")
+        self.input_shape = tuple(int(d) for d in self.input_shape)
         self.num_clusters = int(num_clusters)
-        if self.num_clusters < 2:
-            raise ValueError(f"{self.name}: the number of clusters must be at least 2, got {num_clusters}")
+        self.check_params()
+
+    def check_params(self):
+        """Raise a ParameterError for parameters that are each allowed but not together, or not
+        for samples of ``input_shape``."""
 
     def build_model(self):
         raise NotImplementedError
@@ -149,18 +156,99 @@ def silent(*args, **kwargs):
     """A log that shows nothing (ranks other than 0)."""
 
 
-def check_resumable(method, state):
-    """Raise a ValueError when the checkpointed ``state`` cannot continue as a run of ``method``."""
+def json_ready(obj):
+    """``obj`` with tuples as lists, as JSON (config.json) and checkpoints hold it."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def data_fingerprint(x, y=None):
+    """A content hash of the samples ``x`` and labels ``y``: data replaced by other data of the
+    same shape has another fingerprint."""
+    digest = hashlib.blake2b(digest_size=12)
+    x = torch.as_tensor(x).detach().cpu().contiguous()
+    digest.update(f"{x.dtype} {tuple(x.shape)};".encode())
+    digest.update(x.reshape(-1).view(torch.uint8).numpy())
+    if y is not None:
+        y = np.ascontiguousarray(y)
+        digest.update(f"{y.dtype} {y.shape};".encode())
+        digest.update(y.tobytes() if y.dtype != object else repr(y.tolist()).encode())
+    return digest.hexdigest()
+
+
+def run_identity(method, seed, fingerprint):
+    """What a checkpoint must have been written by to continue as this run: the method, each of
+    its parameters (``epochs`` aside: more epochs extend a run), the clusters, the samples'
+    shape and content, and the seed."""
+    return {"method": method.name,
+            "params": json_ready({k: v for k, v in method.params.items() if k != "epochs"}),
+            "clusters": method.num_clusters, "input_shape": list(method.input_shape),
+            "data": fingerprint, "seed": int(seed)}
+
+
+def _differences(saved, expected):
+    """What differs between two run identities, as phrases ("seed 0 there, 1 here")."""
+    found = []
+    for key, value in expected.items():
+        theirs = saved.get(key)
+        if key == "params" and isinstance(theirs, dict):
+            found += [f"{name} {theirs.get(name, 'absent')!r} there, {mine!r} here"
+                      for name, mine in value.items() if theirs.get(name) != mine]
+            found += [f"{name} {theirs[name]!r} there, absent here" for name in theirs if name not in value]
+        elif key == "data" and theirs != value:
+            found.append(f"the data (fingerprint {theirs} there, {value} here: other samples or labels)")
+        elif theirs != value:
+            found.append(f"{key.replace('_', ' ')} {theirs!r} there, {value!r} here")
+    return found
+
+
+CHECKPOINT_KEYS = ("epoch", "num_epochs", "model", "optimizer", "rng", "history", "identity")
+
+
+def check_resumable(method, state, identity, source="the checkpoint"):
+    """Raise a CheckpointError when the checkpointed ``state`` (read from ``source``) cannot
+    continue as the run of ``method`` whose :func:`run_identity` is ``identity``."""
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+        raise CheckpointError(f"{source}: not a complete fastclust checkpoint (no {', '.join(missing)})")
+    epoch, planned, history = state["epoch"], state["num_epochs"], state["history"]
+    if not (Int(0).accepts(epoch) and Int(1).accepts(planned) and isinstance(history, list)
+            and len(history) == epoch and all(isinstance(entry, dict) for entry in history)):
+        entries = (f"a history of {len(history)} entries" if isinstance(history, list)
+                   else f"a history that is a {type(history).__name__}")
+        raise CheckpointError(f"{source}: damaged (epoch {epoch!r}, num_epochs {planned!r} and {entries} "
+                              f"do not agree)")
+    differences = _differences(state["identity"], identity) if isinstance(state["identity"], dict) else [
+        "it records no run"]
+    if differences:
+        raise CheckpointError(f"{source} was written by another run: {'; '.join(differences)}. "
+                              f"Start a new run in another directory, or resume with the run's own settings.")
     num_epochs = method.num_epochs()
-    if state["epoch"] > num_epochs:
-        raise ValueError(f"{method.name}: the checkpoint is after epoch {state['epoch']}, past the "
-                         f"{num_epochs} epochs of this run")
-    planned = state.get("num_epochs")
-    if method.lr_decay != "none" and planned is not None and planned != num_epochs:
-        raise ValueError(
+    if epoch > num_epochs:
+        raise CheckpointError(f"{method.name}: {source} is after epoch {epoch}, past the "
+                              f"{num_epochs} epochs of this run")
+    if method.lr_decay != "none" and planned != num_epochs:
+        raise CheckpointError(
             f"{method.name}: the checkpointed run decays its learning rate over {planned} epochs; "
             f"continuing it over {num_epochs} would change the rates its first epochs trained "
             f"with. Resume it with {planned} epochs, or start a new run.")
+
+
+def load_file(path, map_location="cpu"):
+    """The tensors ``torch.save`` wrote to ``path`` (a checkpoint or model), read without running
+    code from the file; a file that is not one is a CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # whatever unpickling a damaged or foreign file raises
+        reason = one_line(err)
+        if "weights_only" in reason or "Weights only" in reason:  # no advice to run its code
+            reason = "it holds objects other than tensors and plain values"
+        raise CheckpointError(f"{path}: not a file fastclust wrote, or damaged ({reason})") from None
 
 
 def seed_everything(seed):
@@ -170,10 +258,16 @@ def seed_everything(seed):
 
 
 def _atomic_write(path, write):
-    """Write through a temporary file then rename, so an interrupt never leaves half a file."""
+    """Write through a temporary file then rename, so an interrupt never leaves half a file; a
+    failure is an OSError naming ``path``, and the file it would replace is left as it was."""
     tmp = f"{path}.tmp"
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(f"cannot write {path}: {err}") from err
 
 
 def save_tensors(path, obj):
@@ -202,21 +296,25 @@ class Trainer:
 
     def __init__(self, method, x, y=None, *, out=None, device="cpu", seed=0, amp=False,
                  progress=True, log=print, config=None, sync_batchnorm=False):
+        if len(x) < 2:
+            raise ParameterError(f"{method.name}: {len(x)} sample(s) to train on; clustering needs at least 2")
+        if y is not None and len(y) != len(x):
+            raise ParameterError(f"{method.name}: {len(y)} labels for {len(x)} samples")
         self.method = method
         self.x = x
         self.y = None if y is None else np.asarray(y)
         self.out = out
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+            raise ParameterError(f"device {device!r} was asked for but torch sees no CUDA GPU")
         self.amp = amp
-        self.seed = int(seed)
+        self.seed = check("trainer", "seed", seed, SEED)
         self.group = _process_group()
         self.rank = dist.get_rank(self.group) if self.group else 0
         self.world_size = dist.get_world_size(self.group) if self.group else 1
         self.is_main = self.rank == 0
         if self.world_size > int(method.params["batch_size"]):
-            raise ValueError(f"batch_size {method.params['batch_size']} is the global batch and "
+            raise ParameterError(f"batch_size {method.params['batch_size']} is the global batch and "
                              f"must be at least the number of ranks, {self.world_size}")
         self.progress = progress and self.is_main
         self.log = log if self.is_main else silent
@@ -242,10 +340,18 @@ class Trainer:
         self.augment_generator = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         self.history = []
         self.epoch = 0  # epochs completed
+        self._fingerprint = None
         if out and self.is_main:
             os.makedirs(out, exist_ok=True)
 
     # -- checkpoints -------------------------------------------------------------------------
+
+    @property
+    def identity(self):
+        """This run's :func:`run_identity` (the data hashed once, when first needed)."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.x, self.y)
+        return run_identity(self.method, self.seed, self._fingerprint)
 
     def state_dict(self):
         rng = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state(),
@@ -254,18 +360,22 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"epoch": self.epoch, "num_epochs": self.num_epochs, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": rng, "history": self.history,
-                "config": self.config}
+                "config": self.config, "identity": self.identity}
 
-    def load_state_dict(self, state):
-        check_resumable(self.method, state)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.data_generator.set_state(rng["data"])
-        self.augment_generator.set_state(rng["augment"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+    def load_state_dict(self, state, source="the checkpoint"):
+        """Continue from ``state`` (read from ``source``), once it is shown to be this run's."""
+        check_resumable(self.method, state, self.identity, source)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            rng = state["rng"]
+            torch.set_rng_state(rng["torch"])
+            self.data_generator.set_state(rng["data"])
+            self.augment_generator.set_state(rng["augment"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a hand-edited file
+            raise CheckpointError(f"{source}: damaged ({type(err).__name__}: {one_line(err)})") from None
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
 
@@ -281,7 +391,7 @@ class Trainer:
         path = os.path.join(directory or self.out, CHECKPOINT)
         if not os.path.exists(path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        self.load_state_dict(load_file(path, self.device), path)
 
     # -- training ----------------------------------------------------------------------------
 

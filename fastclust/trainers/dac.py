@@ -6,7 +6,12 @@ import fastclust
 from ..augment import random_affine
 from ..nn import ClusterNet, make_trunk
 from .base import Method
+from .params import Bool, Float, Int, Ints
 from .schedules import dac_epochs, dac_thresholds
+
+
+# The parameters of learning_batch.
+VIEW_SPECS = {"affine": Bool(), "views": Int(1), "select_clean": Bool()}
 
 
 class DAC(Method):
@@ -36,6 +41,8 @@ class DAC(Method):
     defaults = {"epochs": None, "batch_size": 64, "lr": 1e-3, "lr_decay": "cosine", "eta": 0.009,
                 "widths": (16, 32, 64), "depth": 1, "pool": 3, "hidden": (512, 256), "affine": True, "views": 2,
                 "passes": 1, "select_clean": True}
+    specs = {**Method.specs, "eta": Float(0, low_open=True), "widths": Ints(1), "depth": Int(1),
+             "pool": Int(1), "hidden": Ints(1), **VIEW_SPECS}
 
     def build_model(self):
         p = self.params

@@ -2,7 +2,9 @@
 import fastclust
 
 from ..nn import DCSCNet
-from .augmented import AUGMENT_DEFAULTS, AugmentedMethod
+from .augmented import AUGMENT_DEFAULTS, AUGMENT_SPECS, AugmentedMethod
+from .base import Method
+from .params import Float, Int
 
 
 class DCSC(AugmentedMethod):
@@ -21,6 +23,9 @@ class DCSC(AugmentedMethod):
     defaults = {"epochs": 50, "batch_size": 256, "lr": 3e-4, "lr_decay": "none", "tau_feature": 0.2,
                 "tau_cluster": 1.0, "tau_semantic": 1.0, "lam": 1.0, "feature_dim": 128,
                 **AUGMENT_DEFAULTS, "trunk": "conv", "widths": (16, 32, 64), "pool": 3}
+    specs = {**Method.specs, **AUGMENT_SPECS, "tau_feature": Float(0, low_open=True),
+             "tau_cluster": Float(0, low_open=True), "tau_semantic": Float(0, low_open=True),
+             "lam": Float(0), "feature_dim": Int(1)}
 
     def build_model(self):
         return DCSCNet(self.trunk(), self.num_clusters, int(self.params["feature_dim"]))

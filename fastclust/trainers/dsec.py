@@ -1,7 +1,9 @@
 """DSEC, Deep Self-Evolution Clustering (Chang et al., TPAMI 2020)."""
 import fastclust
 
+from ..errors import ParameterError
 from .dac import DAC
+from .params import Float, Int
 from .schedules import sect_thresholds
 
 
@@ -16,6 +18,12 @@ class DSEC(DAC):
     restart_fraction = 0.5
     defaults = {**{k: v for k, v in DAC.defaults.items() if k != "eta"}, "p": 2.0, "u": 0.99,
                 "l": 0.8, "e": 50}
+    specs = {**DAC.specs, "p": Float(0, low_open=True), "u": Float(-1, 1), "l": Float(-1, 1), "e": Int(1)}
+
+    def check_params(self):
+        if self.params["l"] >= self.params["u"]:
+            raise ParameterError(f"dsec: l={self.params['l']} must lie below u={self.params['u']} "
+                                 f"(SECT moves them towards each other over e epochs)")
 
     def schedule_epochs(self):
         return int(self.params["e"])

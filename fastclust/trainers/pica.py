@@ -3,7 +3,9 @@ import fastclust
 import torch.nn.functional as F
 
 from ..nn import MultiHeadNet, mlp
-from .augmented import AUGMENT_DEFAULTS, AugmentedMethod
+from .augmented import AUGMENT_DEFAULTS, AUGMENT_SPECS, AugmentedMethod
+from .base import Method
+from .params import Float, Int
 
 
 class PICA(AugmentedMethod):
@@ -23,6 +25,7 @@ class PICA(AugmentedMethod):
     unused_parameters = True  # the heads train alternately
     defaults = {"epochs": 50, "batch_size": 256, "lr": 1e-4, "lr_decay": "none", "lam": 2.0,
                 "overcluster": 70, "repeats": 3, **AUGMENT_DEFAULTS}
+    specs = {**Method.specs, **AUGMENT_SPECS, "lam": Float(0), "overcluster": Int(2), "repeats": Int(1)}
 
     def build_model(self):
         trunk = self.trunk()

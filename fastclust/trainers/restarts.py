@@ -13,6 +13,7 @@ import glob
 import json
 import os
 
+from ..errors import ParameterError
 from .base import CHECKPOINT, write_json
 
 RESTARTS = "restarts.json"
@@ -23,7 +24,7 @@ def check_select_epochs(select_epochs, num_epochs, name="select_epochs"):
     """The choice must fall after a whole epoch and before the run's last one; ``name`` is the
     argument as the caller knows it."""
     if not 1 <= select_epochs < num_epochs:
-        raise ValueError(f"{name} must lie in 1..{num_epochs - 1} for a {num_epochs}-epoch run, "
+        raise ParameterError(f"{name} must lie in 1..{num_epochs - 1} for a {num_epochs}-epoch run, "
                          f"got {name}={select_epochs}")
 
 
@@ -62,7 +63,7 @@ def best_of_restarts(make_trainer, seeds, select_epochs=None, out=None):
     """
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"restarts need at least two distinct seeds, got {seeds}")
+        raise ParameterError(f"restarts need at least two distinct seeds, got {seeds}")
     states, candidates = {}, []
     for number, seed in enumerate(seeds, 1):
         directory = candidate_dir(out, seed)
