@@ -19,6 +19,8 @@ import torch.distributed as dist
 
 def resolve_group(group, global_batch):
     """The process group to reduce over, or None for a purely local loss."""
+    if not isinstance(global_batch, bool):
+        raise TypeError(f"fastclust: global_batch must be True or False, got {global_batch!r}")
     if group is None and not global_batch:
         return None
     if not (dist.is_available() and dist.is_initialized()):

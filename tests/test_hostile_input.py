@@ -420,8 +420,24 @@ def test_what_cannot_be_honoured_is_refused(tmp_path):
     with pytest.raises(ValueError, match="u is a tensor that requires grad"):
         fastclust.dac_loss(feats, torch.tensor(0.9, requires_grad=True), 0.5)
     assert math.isfinite(fastclust.dac_loss(feats, torch.tensor(0.9), 0.5, p=p.detach()).item())
-    with pytest.raises(TypeError, match="self_offset must be None or an integer, got 1.5"):
-        fastclust.row_logsumexp(feats, feats, self_offset=1.5)
+    for offset in (1.5, True, "1"):
+        with pytest.raises(TypeError, match=f"self_offset must be None or an integer, got {offset!r}"):
+            fastclust.row_logsumexp(feats, feats, self_offset=offset)
+    with pytest.raises(ValueError, match=r"self_offset must be None or in \[0, 2\*\*63\)"):
+        fastclust.row_logsumexp(feats, feats, self_offset=2**70)
+    # A string or a bool converts to a float, and a non-empty string is truthy: neither is taken.
+    for call, match in [(lambda: fastclust.dac_loss(feats, "0.9", 0.5), "u must be a number, got str '0.9'"),
+                        (lambda: fastclust.dac_loss(feats, 0.9, True), "l must be a number, got bool True"),
+                        (lambda: fastclust.dac_loss(feats, 0.9, 0.5, normalized="yes"),
+                         "normalized must be True or False, got 'yes'"),
+                        (lambda: fastclust.pica_loss(feats.softmax(1), feats.softmax(1), return_parts="no"),
+                         "return_parts must be True or False"),
+                        (lambda: fastclust.nt_xent_loss(feats, feats, exclude_self=0), "exclude_self must be True"),
+                        (lambda: fastclust.dac_loss(feats.tolist(), 0.9, 0.5), "feats must be a tensor, got list"),
+                        (lambda: fastclust.cluster_contrastive_loss(feats.numpy(), feats),
+                         "c_a must be a tensor, got ndarray")]:
+        with pytest.raises(TypeError, match=match):
+            call()
     torch.testing.assert_close(fastclust.row_logsumexp(feats, feats, self_offset=np.int64(1)),
                                fastclust.row_logsumexp(feats, feats, self_offset=1))
     for size in (2.5, "8", (8, 0), (8, 8, 8), True):

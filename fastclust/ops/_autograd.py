@@ -13,6 +13,8 @@ Half precision: under autocast (CPU or CUDA) every op computes in float32, as Py
 losses do; float16/bfloat16 tensors given to a front end on the CPU are computed in float32 too
 (the CUDA kernels take them as they are and accumulate in float32).
 """
+import numbers
+
 import torch
 import torch.autograd.forward_ad as forward_ad
 
@@ -34,19 +36,32 @@ def scalar(value, name):
             raise ValueError(f"fastclust: {name} is a tensor that requires grad, but the op gives {name} no "
                              f"gradient; pass {name}.detach() or a number")
         return float(value.item())
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"fastclust: {name} must be a number, got {type(value).__name__}") from None
+    # A string or a bool would convert to a float, but is not what the argument means.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"fastclust: {name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def flag(value, name):
+    """``value`` of a True/False option; anything else (the string "no" is truthy) is refused."""
+    if not isinstance(value, bool):
+        raise TypeError(f"fastclust: {name} must be True or False, got {value!r}")
+    return value
+
+
+def check_tensors(*named):
+    """Each ``(name, value)`` is a tensor (the ops' schemas would say so naming the op instead)."""
+    for name, value in named:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"fastclust: {name} must be a tensor, got {type(value).__name__}")
 
 
 def check_views(*named, same_columns=True):
     """Matrices of one batch: 2-D, non-empty, with the rows (and, with ``same_columns``, the
     columns) of the first, on its device and (outside autocast) of its dtype. Raised as RuntimeError, like the
     kernels' own argument checks, naming the argument at fault."""
+    check_tensors(*named)
     for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fastclust: {name} must be a tensor, got {type(t).__name__}")
         if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise RuntimeError(f"fastclust: {name} must be a float16, bfloat16, float32 or float64 tensor, "
                                f"got {t.dtype}")

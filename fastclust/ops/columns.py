@@ -17,7 +17,7 @@ import torch
 
 from .. import distributed
 from ..reference import CLUSTER_CONTRASTIVE, PICA
-from ._autograd import (OPS, acc_dtype, cpu_half_as_float, float32_under_autocast,
+from ._autograd import (OPS, acc_dtype, check_tensors, cpu_half_as_float, flag, float32_under_autocast,
                         refuse_double_backward, refuse_forward_ad, scalar)
 
 # F.normalize's norm floor (1e-12), squared: see csrc/common/column_math.h.
@@ -65,6 +65,7 @@ def _statistics(a, b, full_gram, group):
 
 
 def _column_loss(a, b, kind, tau, weight, return_parts, group, global_batch):
+    flag(return_parts, "return_parts")
     group = distributed.resolve_group(group, global_batch)
     if group is None:
         loss, cross_entropy, entropy_term, *_ = OPS.column_loss(*cpu_half_as_float(a, b), kind, tau, weight)
@@ -89,6 +90,7 @@ def asv_similarity(p1, p2, *, group=None, global_batch=False):
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    check_tensors(("p1", p1), ("p2", p2))
     refuse_forward_ad("asv_similarity", p1, p2)
     gram, sq_norms, _ = _statistics(p1, p2, False, distributed.resolve_group(group, global_batch))
     k = gram.shape[0]
@@ -116,6 +118,7 @@ def pica_loss(p1, p2, *, lam=2.0, return_parts=False, group=None, global_batch=F
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    check_tensors(("p1", p1), ("p2", p2))
     refuse_forward_ad("pica_loss", p1, p2)
     return _column_loss(p1, p2, PICA, 1.0, scalar(lam, "lam"), return_parts, group, global_batch)
 
@@ -138,6 +141,7 @@ def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_pa
     result is that of the concatenated batch on every rank (gradient convention:
     :mod:`fastclust.distributed`).
     """
+    check_tensors(("c_a", c_a), ("c_b", c_b))
     refuse_forward_ad("cluster_contrastive_loss", c_a, c_b)
     return _column_loss(c_a, c_b, CLUSTER_CONTRASTIVE, scalar(tau, "tau"),
                         scalar(entropy_weight, "entropy_weight"), return_parts, group, global_batch)

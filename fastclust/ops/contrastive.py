@@ -3,12 +3,12 @@ contrastive loss (Eq. 3.4-3.5), both built on one fused op, a row-wise log-sum-e
 rectangular block of cosine similarities computed flash-style (online max / sum over key tiles,
 recomputed in backward): O(n d) memory, no n x n tensor.
 """
-import operator
+import numbers
 
 import torch
 
 from .. import distributed, reference
-from ._autograd import (OPS, acc_dtype, check_views, cpu_half_as_float, eager_gradients,
+from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
                         float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
 
 _NO_SELF = -1
@@ -90,13 +90,16 @@ def row_logsumexp(queries, keys, tau=1.0, self_offset=None):
     global row); ``None`` keeps every column. A row with no column left gives ``-inf`` with a
     zero gradient. The result is float32 for float16/bfloat16 input.
     """
+    check_tensors(("queries", queries), ("keys", keys))
     refuse_forward_ad("row_logsumexp", queries, keys)
-    try:
-        offset = _NO_SELF if self_offset is None else operator.index(self_offset)
-    except TypeError:
-        raise TypeError(f"fastclust: self_offset must be None or an integer, got {self_offset!r}") from None
-    if self_offset is not None and offset < 0:
-        raise ValueError(f"fastclust: self_offset must be None or >= 0, got {self_offset}")
+    if self_offset is None:
+        offset = _NO_SELF
+    elif isinstance(self_offset, bool) or not isinstance(self_offset, numbers.Integral):
+        raise TypeError(f"fastclust: self_offset must be None or an integer, got {self_offset!r}")
+    elif not 0 <= self_offset < 2**63:  # the schema's int is 64-bit
+        raise ValueError(f"fastclust: self_offset must be None or in [0, 2**63), got {self_offset}")
+    else:
+        offset = int(self_offset)
     return OPS.row_logsumexp(*cpu_half_as_float(queries, keys), scalar(tau, "tau"), offset)
 
 
@@ -120,6 +123,7 @@ def nt_xent_loss(z_a, z_b, *, tau=0.5, exclude_self=True, group=None, global_bat
     """
     refuse_forward_ad("nt_xent_loss", z_a, z_b)
     check_views(("z_a", z_a), ("z_b", z_b))
+    flag(exclude_self, "exclude_self")
     z_a, z_b = cpu_half_as_float(z_a, z_b)
     tau = scalar(tau, "tau")
     n = z_a.shape[0]

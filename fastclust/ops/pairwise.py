@@ -3,7 +3,7 @@ import torch
 
 from .. import distributed, reference
 from ..reference import DAC, DSEC
-from ._autograd import (OPS, acc_dtype, check_views, cpu_half_as_float, eager_gradients,
+from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
                         float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
 from .restraint import restraint
 
@@ -91,7 +91,10 @@ def selector_poison(select):
 
 def _pairwise(kind, feats, u, l, p, normalized, reduction, eps, return_stats, group, global_batch,
               select):
+    check_tensors(("feats", feats))
     refuse_forward_ad(f"{kind}_loss", feats, select)
+    flag(normalized, "normalized")
+    flag(return_stats, "return_stats")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"fastclust: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if select is not None:

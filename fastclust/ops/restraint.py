@@ -2,7 +2,7 @@
 import torch
 
 from .. import reference
-from ._autograd import (OPS, cpu_half_as_float, eager_gradients, float32_under_autocast,
+from ._autograd import (OPS, check_tensors, cpu_half_as_float, eager_gradients, float32_under_autocast,
                         refuse_double_backward, refuse_forward_ad, scalar)
 
 
@@ -40,6 +40,7 @@ def restraint(feats, p=2.0):
 
     DAC's restraint layer (p = 2) and DSEC's constraint layer C_p (any p > 0). Differentiable.
     """
+    check_tensors(("feats", feats))
     refuse_forward_ad("restraint", feats)
     out = OPS.restraint(cpu_half_as_float(feats), scalar(p, "p"))
     # The input's dtype, as on CUDA; under autocast, whose policy for the op is float32, float32.
