@@ -74,8 +74,6 @@ cxx_flags = ["-O3", "-fopenmp"]
 nvcc_flags = ["-O3", "-lineinfo"]
 if with_cuda:
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
-    cxx_flags.append("-DFASTCLUST_WITH_CUDA")
-    nvcc_flags.append("-DFASTCLUST_WITH_CUDA")
     arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
     if not arch_list:
         # Same default torch would pick, written down so build_info can report it.

@@ -181,35 +181,31 @@ def _restart_settings(args, method):
     return restarts, select
 
 
-def train(args):
-    from .trainers import METHODS, Trainer
-    from .trainers.base import (CHECKPOINT, check_resumable, data_fingerprint, load_file, run_identity,
-                                save_tensors, silent, write_json)
-    from .trainers.restarts import (RESTARTS, best_of_restarts, candidate_dir, check_select_epochs,
-                                    read_selection, run_checkpoints)
+def _new_config(args):
+    """The config of a new run and its directory, refused when the directory holds a run."""
+    from .trainers.restarts import RESTARTS, run_checkpoints
 
-    rank = _start_distributed(args)
-    say = print if rank == 0 else silent
+    if args.method is None or args.data is None:
+        raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
+    config = {"method": args.method, "data": args.data, "format": args.format,
+              "split": args.split or "all", "clusters": args.clusters,
+              "seed": 0 if args.seed is None else args.seed, "params": _method_params(args)}
+    out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
+    # A new run would otherwise pick up the old run's restart candidates or its choice.
+    held = run_checkpoints(out)
+    if os.path.exists(os.path.join(out, RESTARTS)):
+        held.append(os.path.join(out, RESTARTS))
+    if held:
+        raise SystemExit(f"fastclust: {out} already holds a run ({', '.join(held)}): continue it with "
+                         f"fastclust train --resume {out}, or pass another --out")
+    return config, out
 
-    if args.resume:
-        config = _resume_config(args)
-        out = args.out or args.resume
-    else:
-        if args.method is None or args.data is None:
-            raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
-        config = {"method": args.method, "data": args.data, "format": args.format,
-                  "split": args.split or "all", "clusters": args.clusters,
-                  "seed": 0 if args.seed is None else args.seed,
-                  "params": _method_params(args)}
-        out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
-        # A new run would otherwise pick up the old run's restart candidates or its choice.
-        held = run_checkpoints(out)
-        if os.path.exists(os.path.join(out, RESTARTS)):
-            held.append(os.path.join(out, RESTARTS))
-        if held:
-            raise SystemExit(f"fastclust: {out} already holds a run ({', '.join(held)}): continue it with "
-                             f"fastclust train --resume {out}, or pass another --out")
-    dataset = _load(config["data"], config["format"], config.get("split"))
+
+def _build_method(args, config, dataset):
+    """The run's Method for ``dataset``; completes ``config`` with what it resolved (clusters,
+    every parameter, restart settings of a new run, the samples' shape)."""
+    from .trainers import METHODS
+
     clusters = config["clusters"] or dataset.num_classes
     if clusters is None:
         raise SystemExit(f"fastclust: {dataset.name} has no labels to count classes from: pass --clusters K")
@@ -227,59 +223,91 @@ def train(args):
         config["restarts"], config["restart_epochs"] = _restart_settings(args, method)
     config.update(clusters=clusters, params=json_ready(method.params),
                   input_shape=list(dataset.x.shape[1:]), dataset=dataset.name)
+    return method
 
-    def make_trainer(seed, directory):
-        return Trainer(method, dataset.x, dataset.y, out=directory, device=args.device, seed=seed,
-                       amp=args.amp, progress=not args.no_progress, config=config,
-                       sync_batchnorm=args.sync_bn)
 
-    restarts = config.get("restarts", 1)
+def _continued_state(args, config, method, dataset, out, make_trainer, say):
+    """(trainer, selection): the trainer that continues the run (None while its restarts have
+    not chosen: their candidates then hold its state, checked here) and the restarts' choice."""
+    from .trainers.base import CHECKPOINT, check_resumable, data_fingerprint, load_file, run_identity
+    from .trainers.restarts import candidate_dir, check_select_epochs, read_selection
+
+    restarts = config["restarts"]
     # A run with restarts has a checkpoint of its own once the choice is made (see
     # fastclust.trainers.restarts); until then its candidates' checkpoints are its state.
     choosing = restarts > 1 and not os.path.exists(os.path.join(args.resume or out, CHECKPOINT))
     if choosing and args.resume and os.path.abspath(out) != os.path.abspath(args.resume):
         raise SystemExit(f"fastclust: {args.resume} has not chosen among its restarts yet: resume it "
                          f"without --out")
-    selection = None if choosing or restarts == 1 else read_selection(args.resume or out)
+    if choosing:
+        if args.resume:
+            # The candidates must accept a changed --epochs before config.json records it.
+            check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")
+            fingerprint = data_fingerprint(dataset.x, dataset.y)
+            for seed in range(config["seed"], config["seed"] + restarts):
+                path = os.path.join(candidate_dir(out, seed), CHECKPOINT)
+                if os.path.exists(path):
+                    check_resumable(method, load_file(path), run_identity(method, seed, fingerprint), path)
+        return None, None
+    selection = read_selection(args.resume or out) if restarts > 1 else None
     # After the choice among restarts, the run continues the chosen seed's candidate.
-    trainer = None if choosing else make_trainer(selection["seed"] if selection else config["seed"], out)
-    if args.resume and trainer is not None:
+    trainer = make_trainer(selection["seed"] if selection else config["seed"], out)
+    if args.resume:
         trainer.resume(args.resume)
         say(f"resuming {config['method']} on {dataset.name} after epoch {trainer.epoch} of {trainer.num_epochs}")
         if os.path.abspath(out) != os.path.abspath(args.resume):
             # The new directory holds the run from the start: an interrupt or a non-finite loss
             # before its first epoch ends then leaves the checkpoint its messages point to.
             trainer.save_checkpoint()
-    elif args.resume:
-        # The candidates must accept a changed --epochs before config.json records it.
-        check_select_epochs(config["restart_epochs"], method.num_epochs(), "the run's --restart-epochs")
-        fingerprint = data_fingerprint(dataset.x, dataset.y)
-        for seed in range(config["seed"], config["seed"] + restarts):
-            path = os.path.join(candidate_dir(out, seed), CHECKPOINT)
-            if os.path.exists(path):
-                check_resumable(method, load_file(path), run_identity(method, seed, fingerprint), path)
+    return trainer, selection
+
+
+def _announce(config, dataset, method, out, device):
+    restarts = config["restarts"]
+    world_size = dist.get_world_size() if _distributed() else 1
+    return (f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {config['clusters']} clusters, "
+            f"{method.num_epochs()} epochs"
+            + (f" (the best of {restarts} seeds by training loss after epoch {config['restart_epochs']})"
+               if restarts > 1 else "")
+            + f", device {device}" + (f", {world_size} ranks" if world_size > 1 else "")
+            + f"; writing to {out}")
+
+
+def train(args):
+    """Steps: the run's config (new, or the resumed run's), its data and method, the state it
+    continues, config.json, training (the restarts' choice first, if pending), the results."""
+    from .trainers import Trainer
+    from .trainers.base import save_tensors, silent, write_json
+    from .trainers.restarts import RESTARTS, best_of_restarts, run_checkpoints
+
+    rank = _start_distributed(args)
+    say = print if rank == 0 else silent
+    config, out = (_resume_config(args), args.out or args.resume) if args.resume else _new_config(args)
+    dataset = _load(config["data"], config["format"], config.get("split"))
+    method = _build_method(args, config, dataset)
+
+    def make_trainer(seed, directory):
+        return Trainer(method, dataset.x, dataset.y, out=directory, device=args.device, seed=seed,
+                       amp=args.amp, progress=not args.no_progress, config=config,
+                       sync_batchnorm=args.sync_bn)
+
+    trainer, selection = _continued_state(args, config, method, dataset, out, make_trainer, say)
     if rank == 0:
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, CONFIG), config)
         if selection:
             write_json(os.path.join(out, RESTARTS), selection)
-    world_size = dist.get_world_size() if _distributed() else 1
-    say(f"{config['method']} on {dataset.name}: {len(dataset.x)} samples, {clusters} clusters, "
-        f"{method.num_epochs()} epochs"
-        + (f" (the best of {restarts} seeds by training loss after epoch {config['restart_epochs']})"
-           if restarts > 1 else "")
-        + f", device {args.device}" + (f", {world_size} ranks" if world_size > 1 else "")
-        + f"; writing to {out}")
+    say(_announce(config, dataset, method, out, args.device))
     started = time.perf_counter()
     try:
-        if choosing:
-            seeds = [config["seed"] + i for i in range(restarts)]
+        if trainer is None:
+            seeds = [config["seed"] + i for i in range(config["restarts"])]
             trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
         assignments = trainer.fit()
     except KeyboardInterrupt:
         # A run resumed into a new out checkpointed there before training, so out holds any state.
         say("\ninterrupted: " + (f"the last checkpoint is in {out}; continue with: fastclust train --resume {out}"
-                                 if run_checkpoints(out) else "before the first epoch ended; nothing was saved"),
+                                  if run_checkpoints(out) else "before the first epoch ended; nothing was saved"),
             file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
@@ -287,9 +315,7 @@ def train(args):
         return 0
     save_tensors(os.path.join(out, MODEL), {"config": config, "model": trainer.model.state_dict()})
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
-    write_json(os.path.join(out, "metrics.json"),
-               {"history": trainer.history, "final": scores, "train_seconds": seconds,
-                **({"restarts": selection} if selection else {})})
+    trainer.write_metrics(final=scores, train_seconds=seconds, **({"restarts": selection} if selection else {}))
     print(f"final ({seconds:.0f}s): {_scores_line(scores) or 'no labels, no scores'}")
     return 0
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-_NORM_FLOOR = 1e-12  # as torch.nn.functional.normalize
+NORM_FLOOR = 1e-12  # as torch.nn.functional.normalize
 
 
 def restraint(x, p=2.0):
@@ -42,8 +42,8 @@ def pairwise_loss(rows, cols, select_rows, select_cols, u, l, kind, eps):
             side_cols = select_rows if select_cols is None else select_cols
             selection = side_rows @ side_cols.T
         if kind == DSEC:
-            inv_r = 1 / side_rows.norm(dim=1).clamp_min(_NORM_FLOOR)
-            inv_c = 1 / side_cols.norm(dim=1).clamp_min(_NORM_FLOOR)
+            inv_r = 1 / side_rows.norm(dim=1).clamp_min(NORM_FLOOR)
+            inv_c = 1 / side_cols.norm(dim=1).clamp_min(NORM_FLOOR)
             selection = selection * inv_r[:, None] * inv_c[None, :]
         pos, neg = selection > u, selection < l
     zero = S.new_zeros(())
@@ -128,7 +128,7 @@ def column_stats(a, b, full_gram):
 # ---- contrastive log-sum-exp family (NT-Xent, semantic contrastive) ----
 
 def normalize_rows(x):
-    return torch.nn.functional.normalize(x, dim=1, eps=_NORM_FLOOR)
+    return torch.nn.functional.normalize(x, dim=1, eps=NORM_FLOOR)
 
 
 def _self_mask(rows, cols, self_offset, device):

@@ -4,7 +4,7 @@
 // columns of V = [a | b]; the losses depend on them only through column statistics
 // (a Gram matrix of columns, squared column norms, column sums), which is what makes a single
 // pass over n enough, forward and backward.
-#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace fastclust {
 
@@ -16,23 +16,14 @@ enum ColumnLossKind : int64_t {
                             // denominator
 };
 
-// The norm floor of F.normalize (1e-12), applied to the squared norm: flooring before the
-// square root keeps the root's infinite slope at 0 out of an all-zero column's gradient.
-constexpr double kSqNormFloor = 1e-24;
 // Floor of a view's total mass in z = sums / total: an all-zero view gives z = 0, not NaN.
 constexpr double kMassFloor = 1e-12;
-
-// 1 / max(||x||, 1e-12) from ||x||^2.
-template <typename T>
-FC_HD T inverse_norm(T sq_norm) {
-  return T(1) / fc_sqrt(sq_norm < T(kSqNormFloor) ? T(kSqNormFloor) : sq_norm);
-}
 
 // d loss / d ||x||^2 given reduced = sum of dloss/dsim * sim over the similarities that x's
 // inverse norm u scales (d sim / d u = sim / u, d u / d sq = -u^3 / 2); zero where floored.
 template <typename T>
 FC_HD T sq_norm_grad(T sq_norm, T inv_norm, T reduced) {
-  return sq_norm < T(kSqNormFloor) ? T(0) : T(-0.5) * inv_norm * inv_norm * reduced;
+  return norm_below_floor(sq_norm) ? T(0) : T(-0.5) * inv_norm * inv_norm * reduced;
 }
 
 // Rows of the similarity matrix (PICA: k, cluster contrastive: 2k).
@@ -80,7 +71,7 @@ FC_HD T entropy_grad_sum(T g_b, T g_dot_z, T mass) {
   return (g_b - through_mass) / floored_mass(mass);
 }
 
-// Entry (row, col) of the 2k x 2k matrix W with grad_V = V W + ... (common/column_backward.h),
+// Entry (row, col) of the 2k x 2k matrix W with grad_V = V W + ... (common/column_host.h),
 // read from the Gram's gradient g. Cross Gram a^T b (g is k x k): grad_a = b g^T and
 // grad_b = a g, so W = [[0, g], [g^T, 0]]; the zero blocks are skipped by the callers and
 // never read here. Full Gram V^T V (g is 2k x 2k): W = g + g^T.

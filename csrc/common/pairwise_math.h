@@ -2,7 +2,7 @@
 // Per-pair math of the pairwise clustering losses, shared by CPU and CUDA kernels.
 // A pair (i, j) has similarity s = L_i . L_j; it is selected as positive when its selection
 // similarity exceeds u and as negative when it is below l (DAC Eq. 6-10, DSEC Eq. 8-12).
-#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace fastclust {
 

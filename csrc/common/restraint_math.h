@@ -3,7 +3,7 @@
 //   t = exp(x - max(x)),  y = t / ||t||_p.
 // Backward needs only y: dL/dx_i = y_i g_i - (g . y) y_i^p. Writing y_i * y_i^(p-1) as
 // y_i^p keeps p < 1 finite where exp underflows to y_i = 0.
-#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace fastclust {
 

@@ -3,7 +3,7 @@
 // only on the shapes; each chunk sums into its own slot (its Gram by a BLAS GEMM) and the slots
 // are added in chunk order, so the result does not depend on the number of threads. The
 // backward is the same split: each task's rows of both gradients are two or four GEMMs against
-// the weights W of common/column_backward.h.
+// the weights W of common/column_host.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -20,7 +20,7 @@
 
 #include "common/column_checks.h"
 #include "common/column_math.h"
-#include "common/column_backward.h"
+#include "common/column_host.h"
 #include "cpu/blas.h"
 #include "cpu/cpu_utils.h"
 
@@ -236,7 +236,7 @@ column_loss_from_stats_cpu(const at::Tensor& gram, const at::Tensor& sq_norms,
     T* ds = grad_sums.mutable_data_ptr<T>();
     const T inv_tau = static_cast<T>(1.0 / tau), inv_rows = T(1) / static_cast<T>(rows);
     std::vector<T> u(2 * k), row_loss(rows), row_reduced(rows), col_reduced(rows, T(0));
-    for (int64_t c = 0; c < 2 * k; ++c) u[c] = inverse_norm(sq[c]);
+    for (int64_t c = 0; c < 2 * k; ++c) u[c] = inverse_clamped_norm(sq[c]);
     // Inverse norms of the similarity matrix's columns: PICA's are p2's, which follow p1's.
     const T* u_cols = u.data() + (kind == kPica ? k : 0);
     // A row costs an exp per entry, about 16 multiply-adds each.

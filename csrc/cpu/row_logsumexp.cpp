@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "common/contrastive_checks.h"
-#include "common/lse_math.h"
+#include "common/contrastive_math.h"
 #include "cpu/blas.h"
 #include "cpu/cpu_utils.h"
 

@@ -17,15 +17,15 @@
 
 #include "common/column_checks.h"
 #include "common/column_math.h"
-#include "common/column_backward.h"
+#include "common/column_host.h"
 #include "cuda/cuda_utils.cuh"
 
 namespace fastclust {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kTile = 64;                         // columns of a Gram / gradient tile
 constexpr int kThreadSide = 16;                   // 16 x 16 threads per tile
+static_assert(kThreadSide * kThreadSide == kThreads, "one thread per 4 x 4 outputs of a tile");
 constexpr int kPerThread = kTile / kThreadSide;   // 4 x 4 outputs per thread
 constexpr int kStep = 16;                         // rows (or reduction entries) staged per step
 constexpr int kTileElems = kTile * kTile;
@@ -277,7 +277,7 @@ struct LossParams {
 template <typename T>
 __device__ __forceinline__ T similarity_at(const T* gram, const T* sq, LossParams p, int64_t r,
                                            int64_t c, T inv_norm_r, T inv_tau) {
-  return gram[r * p.rows + c] * inv_norm_r * inverse_norm(sq[column_norm_index(p.kind, c, p.k)]) *
+  return gram[r * p.rows + c] * inv_norm_r * inverse_clamped_norm(sq[column_norm_index(p.kind, c, p.k)]) *
          inv_tau;
 }
 
@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(kThreads) loss_rows_kernel(
     T* __restrict__ grad_gram, T* __restrict__ row_loss, T* __restrict__ row_reduced) {
   __shared__ T scratch[kThreads / kWarp];
   const int64_t r = blockIdx.x, pos = positive_column(p.kind, r, p.k);
-  const T inv_norm_r = inverse_norm(sq[r]), inv_rows = T(1) / static_cast<T>(p.rows);
+  const T inv_norm_r = inverse_clamped_norm(sq[r]), inv_rows = T(1) / static_cast<T>(p.rows);
   T mx = -INFINITY;
   for (int64_t c = threadIdx.x; c < p.rows; c += blockDim.x)
     if (in_denominator(p.kind, r, c)) mx = fc_max(mx, similarity_at(gram, sq, p, r, c, inv_norm_r, inv_tau));
@@ -302,7 +302,7 @@ __global__ void __launch_bounds__(kThreads) loss_rows_kernel(
     const T sim = similarity_at(gram, sq, p, r, c, inv_norm_r, inv_tau);
     const T softmax = in_denominator(p.kind, r, c) ? fc_exp(sim - lse) : T(0);
     const T d = cross_entropy_grad(softmax, c == pos, inv_rows);
-    grad_gram[r * p.rows + c] = d * inv_norm_r * inverse_norm(sq[column_norm_index(p.kind, c, p.k)]) * inv_tau;
+    grad_gram[r * p.rows + c] = d * inv_norm_r * inverse_clamped_norm(sq[column_norm_index(p.kind, c, p.k)]) * inv_tau;
     reduced += d * sim;
   }
   reduced = block_sum(reduced, scratch);
@@ -328,7 +328,7 @@ __global__ void __launch_bounds__(kFinishThreads) loss_finish_kernel(
     if (sim_col >= 0)
       for (int64_t r = 0; r < p.rows; ++r) col_reduced += grad_gram[r * p.rows + sim_col] * gram[r * p.rows + sim_col];
     const T reduced = p.kind == kPica ? (c < k ? row_reduced[c] : col_reduced) : row_reduced[c] + col_reduced;
-    grad_sq[c] = sq_norm_grad(sq[c], inverse_norm(sq[c]), reduced);
+    grad_sq[c] = sq_norm_grad(sq[c], inverse_clamped_norm(sq[c]), reduced);
   }
   double ce = 0;
   for (int64_t r = threadIdx.x; r < p.rows; r += blockDim.x) ce += static_cast<double>(row_loss[r]);

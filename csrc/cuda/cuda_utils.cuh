@@ -27,6 +27,8 @@
 namespace fastclust {
 
 constexpr int kWarp = 32;
+// The block size of the tiled kernels (8 warps): a 64 x 64 tile is 16 x 16 threads of 4 x 4.
+constexpr int kThreads = 256;
 
 // Butterfly reductions: every lane ends with the same value, summed in a fixed order.
 template <typename T>

@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include "common/contrastive_checks.h"
-#include "common/lse_math.h"
+#include "common/contrastive_math.h"
 #include "cuda/cuda_utils.cuh"
 
 namespace fastclust {

@@ -11,7 +11,7 @@
 
 #include "common/pairwise_checks.h"
 #include "common/row_norms.h"
-#include "cuda/similarity_tiles.cuh"
+#include "cuda/weighted_columns.cuh"
 
 namespace fastclust {
 namespace {

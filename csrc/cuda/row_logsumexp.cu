@@ -13,8 +13,8 @@
 #include <algorithm>
 
 #include "common/contrastive_checks.h"
-#include "common/lse_math.h"
-#include "cuda/similarity_tiles.cuh"
+#include "common/contrastive_math.h"
+#include "cuda/weighted_columns.cuh"
 
 namespace fastclust {
 namespace {

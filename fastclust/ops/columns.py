@@ -16,12 +16,13 @@ registered in C++ (csrc/autograd/column_ops.cpp), not here: only their fake kern
 import torch
 
 from .. import distributed
-from ..reference import CLUSTER_CONTRASTIVE, PICA
+from ..reference import CLUSTER_CONTRASTIVE, NORM_FLOOR, PICA
 from ._autograd import (OPS, acc_dtype, check_tensors, cpu_half_as_float, flag, float32_under_autocast,
                         refuse_double_backward, refuse_forward_ad, scalar)
 
-# F.normalize's norm floor (1e-12), squared: see csrc/common/column_math.h.
-_SQ_NORM_FLOOR = 1e-24
+# Floored squared: flooring before the root keeps the root's infinite slope at 0 out of an
+# all-zero column's gradient (the kernels compare squared norms too, csrc/common/scalar_math.h).
+_SQ_NORM_FLOOR = NORM_FLOOR**2
 
 
 @torch.library.register_fake("fastclust::column_stats")

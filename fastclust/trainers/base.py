@@ -25,6 +25,7 @@ rank-independent, so a checkpoint resumes on any number of ranks. Only rank 0 lo
 progress bar and writes files.
 """
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -300,7 +301,8 @@ class Trainer:
             raise ParameterError(f"{method.name}: {len(x)} sample(s) to train on; clustering needs at least 2")
         if y is not None and len(y) != len(x):
             raise ParameterError(f"{method.name}: {len(y)} labels for {len(x)} samples")
-        self.method = method
+        # A copy: trainers of one Method (the restarts' candidates) each set their own group.
+        self.method = copy.copy(method)
         self.x = x
         self.y = None if y is None else np.asarray(y)
         self.out = out
@@ -310,6 +312,7 @@ class Trainer:
         self.amp = amp
         self.seed = check("trainer", "seed", seed, SEED)
         self.group = _process_group()
+        self.method.group = self.group
         self.rank = dist.get_rank(self.group) if self.group else 0
         self.world_size = dist.get_world_size(self.group) if self.group else 1
         self.is_main = self.rank == 0
@@ -329,7 +332,6 @@ class Trainer:
             # steps 1.1-1.9x faster with channels-last weights (README, "Benchmarks"); on CUDA the
             # default layout stays, as no GPU timing backs a change there.
             self.model.to(memory_format=torch.channels_last)
-        method.group = self.group
         # What the loss runs through: the model itself, or its DDP wrapper, which averages the
         # parameter gradients over the ranks during backward.
         self.network = self.model if self.group is None else DistributedDataParallel(
@@ -378,6 +380,12 @@ class Trainer:
             raise CheckpointError(f"{source}: damaged ({type(err).__name__}: {one_line(err)})") from None
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
+
+    def write_metrics(self, **final):
+        """``metrics.json`` in ``out`` (rank 0): ``{"history": [per-epoch entries]}``, plus what
+        a finished run adds (``final`` scores, ``train_seconds``, the ``restarts`` record)."""
+        if self.out and self.is_main:
+            write_json(os.path.join(self.out, METRICS), {"history": self.history, **final})
 
     def save_checkpoint(self):
         """Rank 0 writes; the state is the same on every rank."""
@@ -500,7 +508,7 @@ class Trainer:
             self.epoch = epoch + 1
             if self.out and self.is_main:
                 self.save_checkpoint()
-                write_json(os.path.join(self.out, METRICS), {"history": self.history})
+                self.write_metrics()
             self.log(format_epoch(entry, self.num_epochs))
         return self.predict() if assignments is None else assignments
 

@@ -24,9 +24,21 @@ FC_HD double fc_pow(double x, double y) { return pow(x, y); }
 FC_HD float fc_max(float a, float b) { return fmaxf(a, b); }
 FC_HD double fc_max(double a, double b) { return fmax(a, b); }
 
-// Floor of a row norm in a cosine, as torch.nn.functional.normalize uses: a zero row
-// normalises to the zero vector instead of NaN.
+// Floor of a row or column norm in a cosine, as torch.nn.functional.normalize uses: a zero
+// vector normalises to the zero vector instead of NaN.
 constexpr double kNormFloor = 1e-12;
+
+// Whether ||x|| lies below the floor, from ||x||^2 (compared squared: no root is taken).
+template <typename T>
+FC_HD bool norm_below_floor(T sum_of_squares) {
+  return sum_of_squares < static_cast<T>(kNormFloor * kNormFloor);
+}
+
+// 1 / max(||x||, floor) from ||x||^2.
+template <typename T>
+FC_HD T inverse_clamped_norm(T sum_of_squares) {
+  return norm_below_floor(sum_of_squares) ? static_cast<T>(1 / kNormFloor) : T(1) / fc_sqrt(sum_of_squares);
+}
 
 // x - x is 0 for finite x and NaN for +-inf or NaN; returning it lets a non-finite
 // similarity poison a loss sum instead of being silently dropped by a comparison.

@@ -1,10 +1,11 @@
 #pragma once
-// Row-wise log-sum-exp of scaled similarities x_rc = (q_r . k_c) / tau, shared by the CPU and
-// CUDA kernels. A row's sum is kept as a running pair (max m, sum l of exp(x - m)) into which
+// The per-element math of the contrastive ops, shared by the CPU and CUDA kernels: row
+// normalisation's gradient (the norm floor is common/scalar_math.h's) and the row-wise
+// log-sum-exp of scaled similarities x_rc = (q_r . k_c) / tau. A row's sum is kept as a running pair (max m, sum l of exp(x - m)) into which
 // tiles of columns are folded one at a time (flash attention's online softmax), so that the
 // R x C matrix is never held: lse = m + log(l). Backward recomputes x and uses the softmax
 // weight p_rc = exp(x_rc - lse_r).
-#include "common/macros.h"
+#include "common/scalar_math.h"
 
 namespace fastclust {
 
@@ -52,23 +53,12 @@ FC_HD T lse_log_weight(T s, T inv_tau, T lse, bool excluded) {
   return excluded ? minus_infinity<T>() : s * inv_tau - lse;
 }
 
-// 1 / max(||x||, floor) from the sum of squares of a row (torch.nn.functional.normalize).
-template <typename T>
-FC_HD T inverse_clamped_norm(T sum_of_squares) {
-  return T(1) / fc_max(fc_sqrt(sum_of_squares), static_cast<T>(kNormFloor));
-}
-
 // d/dx of y = x / max(||x||, floor) applied to g, per element: (g - y (g . y)) / ||x|| where
 // the norm reaches the floor; below it the denominator is the constant floor, so g / floor
 // (torch.clamp_min passes its gradient where norm >= floor).
 template <typename T>
 FC_HD T normalize_input_grad(T g, T y, T g_dot_y, T inv_norm, bool norm_at_floor) {
   return norm_at_floor ? g * inv_norm : (g - y * g_dot_y) * inv_norm;
-}
-
-template <typename T>
-FC_HD bool norm_below_floor(T sum_of_squares) {
-  return fc_sqrt(sum_of_squares) < static_cast<T>(kNormFloor);
 }
 
 }  // namespace fastclust

@@ -1,6 +1,6 @@
 #pragma once
-// Host-side preparation of the column-statistics backward, shared by the CPU and CUDA entry
-// points. The backward of (gram, sq_norms, sums) over V = [a | b] is, per row i,
+// Host-side code of the column-statistics ops shared by the CPU and CUDA entry points: the
+// preparation of the backward, and the fused statistics + loss forward (fused_column_loss). The backward of (gram, sq_norms, sums) over V = [a | b] is, per row i,
 //   grad_V[i, :] = V[i, :] W + 2 V[i, :] * grad_sq_norms + grad_sums,
 // with W the 2k x 2k matrix of backward_weight (common/column_math.h): one pass over n that
 // reads each input row once.
