@@ -64,40 +64,14 @@ def _write_assignments(out, assignments, y):
             f.write(f"{i},{cluster}" + (f",{y[i]}\n" if y is not None else "\n"))
 
 
-def _plot_confusion(out, y, assignments, title):
-    """confusion.png when matplotlib is installed (the optional extra ``plot``); else skipped."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    from .metrics import confusion_matrix
-    counts, classes, clusters = confusion_matrix(y, assignments, return_labels=True)
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(clusters), 1 + 0.45 * len(classes)))
-    ax.imshow(counts, cmap="Blues")
-    ax.set(xticks=range(len(clusters)), xticklabels=clusters, yticks=range(len(classes)),
-           yticklabels=classes, xlabel="cluster", ylabel="class", title=title)
-    if counts.size <= 400:
-        for (i, j), count in np.ndenumerate(counts):
-            ax.text(j, i, count, ha="center", va="center", fontsize=7,
-                    color="white" if count > counts.max() / 2 else "black")
-    fig.tight_layout()
-    path = os.path.join(out, "confusion.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _scores_line(scores):
-    return "  ".join(f"{k.upper()} {v:.4f}" for k, v in scores.items())
-
-
 def _write_results(out, trainer, assignments, dataset, title):
+    """The assignments, their scores and the pictures (fastclust.plots) of a trained model."""
+    from .plots import write_run_plots
+
     scores = trainer.evaluate(assignments)
     _write_assignments(out, assignments, dataset.y)
-    if dataset.y is not None:
-        _plot_confusion(out, dataset.y, assignments, title)
+    write_run_plots(out, trainer.history, title, dataset.x, dataset.y, assignments,
+                    trainer.predict_logits(dataset.x), trainer.method.num_clusters, dataset.class_names)
     return scores
 
 
@@ -316,13 +290,14 @@ def train(args):
     save_tensors(os.path.join(out, MODEL), {"config": config, "model": trainer.model.state_dict()})
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
     trainer.write_metrics(final=scores, train_seconds=seconds, **({"restarts": selection} if selection else {}))
-    print(f"final ({seconds:.0f}s): {_scores_line(scores) or 'no labels, no scores'}")
+    from .metrics import format_scores
+    print(f"final ({seconds:.0f}s): {format_scores(scores) or 'no labels, no scores'}")
     return 0
 
 
 def predict(args):
+    from .metrics import format_scores
     from .trainers import METHODS, Trainer
-
     from .trainers.base import load_file
 
     path = os.path.join(args.model, MODEL)
@@ -347,7 +322,7 @@ def predict(args):
     assignments = trainer.predict()
     scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
     print(f"{len(assignments)} samples assigned to {len(np.unique(assignments))} clusters; written to {out}"
-          + (f"\n{_scores_line(scores)}" if scores else ""))
+          + (f"\n{format_scores(scores)}" if scores else ""))
     return 0
 
 
@@ -392,6 +367,50 @@ def parameters_help(methods):
 
 def _format_default(value):
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def plot(args):
+    """Draw the pictures of the run in DIR again: its curves, and from its model (model.pt, or the
+    last checkpoint of an interrupted run) the clusters and the confusion matrix."""
+    from .plots import pyplot, write_run_plots
+    from .trainers import METHODS, Trainer
+    from .trainers.base import CHECKPOINT, METRICS, load_file, silent
+
+    if pyplot() is None:
+        raise SystemExit('fastclust plot: drawing needs matplotlib: pip install "fastclust[plot]"')
+    config_path = os.path.join(args.dir, CONFIG)
+    if not os.path.exists(config_path):
+        raise SystemExit(f"fastclust plot: {args.dir} holds no run (no {CONFIG})")
+    config = _read_config(config_path)
+    metrics_path = os.path.join(args.dir, METRICS)
+    history = []
+    if os.path.exists(metrics_path):
+        try:
+            with open(metrics_path) as f:
+                history = json.load(f)["history"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{metrics_path}: not a fastclust metrics file ({one_line(err)})") from None
+    title = f"{config['method']} on {config.get('dataset', config['data'])}"
+    weights = next((path for path in (os.path.join(args.dir, MODEL), os.path.join(args.dir, CHECKPOINT))
+                    if os.path.exists(path)), None)
+    if weights is None:  # a run still choosing among its restarts: the candidates' curves
+        written = write_run_plots(args.dir, history, title)
+    else:
+        dataset = _load(config["data"], config["format"], config["split"])
+        method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), config["clusters"] or dataset.num_classes,
+                                           config["params"])
+        trainer = Trainer(method, dataset.x, dataset.y, device=args.device, progress=False, log=silent)
+        state = _require_keys(load_file(weights), ("model",), weights)
+        try:
+            trainer.model.load_state_dict(state["model"])
+        except (RuntimeError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{weights}: its weights do not fit the network of {config_path} "
+                                  f"({one_line(err)})") from None
+        logits = trainer.predict_logits(dataset.x)
+        written = write_run_plots(args.dir, history, title, dataset.x, dataset.y, logits.argmax(1).numpy(),
+                                  logits, method.num_clusters, dataset.class_names)
+    print("wrote " + (", ".join(written) if written else "nothing (no finished epoch yet)"))
+    return 0
 
 
 def build_parser():
@@ -440,6 +459,11 @@ def build_parser():
     p.add_argument("--model", required=True, help="the --out directory of a finished train")
     data_options(p, required=True)
     p.set_defaults(run=predict)
+
+    d = commands.add_parser("plot", help="draw the pictures of a run again (curves, clusters, confusion)")
+    d.add_argument("dir", help="the --out directory of a run, finished or interrupted")
+    d.add_argument("--device", default="cpu", type=_device, help="cpu or cuda (default: cpu)")
+    d.set_defaults(run=plot, threads=None)
     return parser
 
 

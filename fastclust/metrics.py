@@ -1,4 +1,5 @@
-"""Clustering scores: accuracy under the best one-to-one map of clusters to classes, NMI, ARI.
+"""Clustering scores: accuracy under a map of clusters to classes (the best one-to-one map, or
+each cluster to its majority class), NMI, ARI.
 
 Every function takes the ground truth and the cluster assignments as 1-D integer numpy arrays or
 torch tensors of the same non-zero length. Labels and cluster ids may be any integers; the number
@@ -9,7 +10,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["cluster_accuracy", "nmi", "ari", "confusion_matrix", "best_mapping", "evaluate"]
+__all__ = ["cluster_accuracy", "nmi", "ari", "confusion_matrix", "best_mapping", "evaluate", "format_scores",
+           "MAPPINGS"]
 
 
 def _as_labels(name, labels):
@@ -55,16 +57,36 @@ def _assignment(y_true, y_pred):
     return counts, classes[rows], clusters[cols], counts[rows, cols].sum()
 
 
-def best_mapping(y_true, y_pred):
-    """The one-to-one map {cluster: class} that agrees with y_true on the most samples
-    (Hungarian algorithm). With more clusters than classes the extra clusters are absent."""
+MAPPINGS = ("hungarian", "majority")
+
+
+def _check_mapping(mapping):
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {mapping!r}")
+
+
+def best_mapping(y_true, y_pred, mapping="hungarian"):
+    """The map {cluster: class}. "hungarian": the one-to-one map that agrees with y_true on the
+    most samples (with more clusters than classes the extra clusters are absent); "majority":
+    every cluster to the class most of its samples have (many clusters may share a class; ties
+    go to the smallest class)."""
+    _check_mapping(mapping)
+    if mapping == "majority":
+        counts, classes, clusters = _contingency(*_pair(y_true, y_pred))
+        return {cluster.item(): classes[row].item() for cluster, row in zip(clusters, counts.argmax(0))}
     _, classes, clusters, _ = _assignment(y_true, y_pred)
     return {cluster.item(): cls.item() for cluster, cls in zip(clusters, classes)}
 
 
-def cluster_accuracy(y_true, y_pred):
-    """ACC: the fraction of samples whose cluster maps to their class under best_mapping.
-    Samples in clusters left unmatched (more clusters than classes) count as wrong."""
+def cluster_accuracy(y_true, y_pred, mapping="hungarian"):
+    """ACC: the fraction of samples whose cluster maps to their class under
+    ``best_mapping(..., mapping)``. With "hungarian", samples in clusters left unmatched (more
+    clusters than classes) count as wrong; "majority" is the many-to-one accuracy reported for
+    over-clustering (it reaches 1 with one cluster per sample, so compare it at a fixed k)."""
+    _check_mapping(mapping)
+    if mapping == "majority":
+        counts, _, _ = _contingency(*_pair(y_true, y_pred))
+        return float(counts.max(0).sum()) / len(y_true)
     _, _, _, matched = _assignment(y_true, y_pred)
     return float(matched) / len(y_true)
 
@@ -79,7 +101,20 @@ def ari(y_true, y_pred):
     return float(adjusted_rand_score(*_pair(y_true, y_pred)))
 
 
-def evaluate(y_true, y_pred):
-    """{"acc", "nmi", "ari"} as floats."""
-    return {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred),
-            "ari": ari(y_true, y_pred)}
+SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "acc_majority": "ACC (majority)"}
+
+
+def format_scores(scores):
+    """The scores of a dict (an :func:`evaluate` result, or a history entry holding one) as one
+    line; other keys are left out."""
+    return "  ".join(f"{name} {scores[key]:.4f}" for key, name in SCORE_NAMES.items() if key in scores)
+
+
+def evaluate(y_true, y_pred, num_clusters=None):
+    """{"acc", "nmi", "ari"} as floats, and "acc_majority" (the majority-vote accuracy) when
+    ``num_clusters``, the k the assignments were made with, differs from the number of classes."""
+    scores = {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred),
+              "ari": ari(y_true, y_pred)}
+    if num_clusters is not None and num_clusters != len(np.unique(_as_labels("y_true", y_true))):
+        scores["acc_majority"] = cluster_accuracy(y_true, y_pred, mapping="majority")
+    return scores

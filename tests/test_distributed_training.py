@@ -124,6 +124,33 @@ def _batchnorm_worker(rank, init_file, out_dir, sizes):
     leave_process_group()
 
 
+def _small_batch_worker(rank, init_file, out_dir):
+    _init(rank, init_file)
+    x, y = _digits()
+    outcomes = []
+    for batch_size, sync in ((3, False), (3, True), (1, True)):
+        method = METHODS["dac"]((1, 8, 8), 10, {**PARAMS["dac"], "batch_size": max(batch_size, 2)})
+        method.params["batch_size"] = batch_size  # below the declared range, as a rank count can make it
+        try:
+            Trainer(method, x, y, progress=False, log=lambda _: None, sync_batchnorm=sync)
+            outcomes.append("built")
+        except ValueError as err:
+            outcomes.append(str(err))
+    with open(os.path.join(out_dir, f"small{rank}.txt"), "w") as f:
+        f.write("\n".join(outcomes))
+    leave_process_group()
+
+
+def test_a_batch_too_small_for_the_ranks_is_refused(tmp_path):
+    mp.spawn(_small_batch_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD)
+    for rank in range(WORLD):
+        without_sync, with_sync, one = (tmp_path / f"small{rank}.txt").read_text().split("\n")
+        assert "batch_size 3 (of 200 samples) is the global batch, split over 2 ranks: it needs at least 2 " \
+               "sample(s) per rank (or --sync-bn)" in without_sync
+        assert with_sync == "built"  # batch norm over the global batch: 2 + 1 rows are enough
+        assert "it needs at least 1 sample(s) per rank" in one
+
+
 def test_global_batchnorm_equals_batchnorm_on_the_concatenated_batch(tmp_path):
     sizes = [3, 6]
     mp.spawn(_batchnorm_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path), sizes), nprocs=WORLD)

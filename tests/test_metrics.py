@@ -99,3 +99,22 @@ def test_bad_input_is_rejected(y_true, y_pred, message):
                metrics.best_mapping, metrics.evaluate):
         with pytest.raises(ValueError, match=message):
             fn(y_true, y_pred)
+
+
+def test_majority_mapping_by_hand():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([5, 5, 6, 6, 7, 7])
+    # cluster 5 holds {0, 0}: class 0; 6 holds {0, 1} and 7 {1, 2}: ties go to the smaller class.
+    assert metrics.best_mapping(y_true, y_pred, mapping="majority") == {5: 0, 6: 0, 7: 1}
+    assert metrics.cluster_accuracy(y_true, y_pred, mapping="majority") == pytest.approx(4 / 6)
+    # Over-clustering: one-to-one leaves two clusters unmatched, the majority vote does not.
+    y_true, y_pred = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 2, 3, 3])
+    assert metrics.cluster_accuracy(y_true, y_pred) == pytest.approx(3 / 5)
+    assert metrics.cluster_accuracy(y_true, y_pred, mapping="majority") == pytest.approx(1.0)
+    assert metrics.evaluate(y_true, y_pred, num_clusters=4)["acc_majority"] == pytest.approx(1.0)
+    assert "acc_majority" not in metrics.evaluate(y_true, y_pred, num_clusters=2)
+    assert "acc_majority" not in metrics.evaluate(y_true, y_pred)
+    with pytest.raises(ValueError, match="mapping must be one of hungarian, majority"):
+        metrics.cluster_accuracy(y_true, y_pred, mapping="greedy")
+    assert metrics.format_scores({"acc": 0.5, "nmi": 0.25, "acc_majority": 1.0, "loss": 3.0}) == \
+        "ACC 0.5000  NMI 0.2500  ACC (majority) 1.0000"

@@ -316,9 +316,13 @@ class Trainer:
         self.rank = dist.get_rank(self.group) if self.group else 0
         self.world_size = dist.get_world_size(self.group) if self.group else 1
         self.is_main = self.rank == 0
-        if self.world_size > int(method.params["batch_size"]):
-            raise ParameterError(f"batch_size {method.params['batch_size']} is the global batch and "
-                             f"must be at least the number of ranks, {self.world_size}")
+        # Batch norm needs two samples per rank unless it normalises over the global batch.
+        per_rank = 1 if sync_batchnorm else 2
+        if min(len(x), method.params["batch_size"]) < per_rank * self.world_size:
+            raise ParameterError(
+                f"{method.name}: batch_size {method.params['batch_size']} (of {len(x)} samples) is the "
+                f"global batch, split over {self.world_size} ranks: it needs at least {per_rank} "
+                f"sample(s) per rank" + ("" if sync_batchnorm else " (or --sync-bn)"))
         self.progress = progress and self.is_main
         self.log = log if self.is_main else silent
         self.config = config or {}
@@ -485,7 +489,7 @@ class Trainer:
         if self.y is None:
             return {}
         from ..metrics import evaluate
-        return {k: float(v) for k, v in evaluate(self.y, assignments).items()}
+        return {k: float(v) for k, v in evaluate(self.y, assignments, self.method.num_clusters).items()}
 
     @property
     def num_epochs(self):
@@ -514,8 +518,9 @@ class Trainer:
 
 
 def format_epoch(entry, epochs):
+    from ..metrics import format_scores  # scikit-learn loads on first use, not on import
     shown = [f"epoch {entry['epoch']}/{epochs}", f"loss {entry['loss']:.4f}"]
     shown += [f"{key} {entry[key]:.3f}" for key in ("u", "l") if key in entry]
-    shown += [f"{key.upper()} {entry[key]:.4f}" for key in ("acc", "nmi", "ari") if key in entry]
+    shown += [format_scores(entry)] if "acc" in entry else []
     shown.append(f"{entry['seconds']:.1f}s")
     return "  ".join(shown)
