@@ -17,11 +17,12 @@ import torch.distributed as dist
 
 from .errors import CheckpointError, FastclustError, ParameterError, one_line
 from .trainers.base import json_ready
-from .trainers.params import SEED, Float, Int, Optional, Refused, Text
+from .trainers.base import PRESETS
+from .trainers.params import SEED, Choice, Float, Int, Optional, Refused, Text
 
 # What config.json holds (written by train, read by --resume) and what each value allows;
 # model.pt's config adds the samples' shape.
-CONFIG_SPECS = {"method": Text(), "data": Text(), "format": Optional(Text(), "inferred"),
+CONFIG_SPECS = {"method": Text(), "preset": Choice(*PRESETS), "data": Text(), "format": Optional(Text(), "inferred"),
                 "split": Optional(Text(), "all"), "clusters": Optional(Int(2), "the classes"),
                 "seed": SEED, "restarts": Int(1), "restart_epochs": Optional(Int(1), "the method's")}
 
@@ -104,7 +105,8 @@ def _resume_config(args):
     if not os.path.exists(path):
         raise SystemExit(f"fastclust: cannot resume from {args.resume}: no {CONFIG} there")
     config = _read_config(path)
-    given = {"method": args.method, "data": args.data, "format": args.format, "split": args.split,
+    given = {"method": args.method, "preset": args.preset, "data": args.data, "format": args.format,
+             "split": args.split,
              "clusters": args.clusters, "seed": args.seed, "restarts": args.restarts,
              "restart_epochs": args.restart_epochs}
     for key, value in given.items():
@@ -148,8 +150,12 @@ def _restart_settings(args, method):
     """(number of restarts, epoch of the choice) of a new run, checked against its schedule
     before anything is written."""
     from .trainers.restarts import check_select_epochs
-    restarts = 1 if args.restarts is None else args.restarts
     select = args.restart_epochs if args.restart_epochs is not None else method.restart_epochs()
+    if args.restarts is not None:
+        restarts = args.restarts
+    else:
+        # The preset's restarts, unless the run is too short to choose among them.
+        restarts = method.restarts if 1 <= select < method.num_epochs() else 1
     if restarts > 1:
         check_select_epochs(select, method.num_epochs(), "--restart-epochs")
     return restarts, select
@@ -161,7 +167,7 @@ def _new_config(args):
 
     if args.method is None or args.data is None:
         raise SystemExit("fastclust train: METHOD and --data are required (or --resume DIR)")
-    config = {"method": args.method, "data": args.data, "format": args.format,
+    config = {"method": args.method, "preset": args.preset or "tuned", "data": args.data, "format": args.format,
               "split": args.split or "all", "clusters": args.clusters,
               "seed": 0 if args.seed is None else args.seed, "params": _method_params(args)}
     out = args.out or os.path.join("runs", f"{args.method}-{os.path.basename(str(args.data).rstrip('/'))}")
@@ -187,7 +193,8 @@ def _build_method(args, config, dataset):
         raise CheckpointError(f"{args.resume}: {CONFIG} names the method {config['method']!r}, "
                               f"not one of {', '.join(METHODS)}")
     try:
-        method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"])
+        method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), clusters, config["params"],
+                                           config["preset"])
     except ParameterError as err:
         if not args.resume:
             raise
@@ -350,10 +357,19 @@ def _device(text):
 def parameters_help(methods):
     """What ``fastclust train -h`` says of the method parameters: each method's with its default,
     then what each parameter allows (one line per parameter name and spec)."""
+    from .trainers.base import LARGE_IMAGE_SIDE
+
     lines = ["method parameters (--set KEY=VALUE, or the flags above), checked before anything runs:"]
     for name, method in methods.items():
         lines.append(f"  {name}: " + " ".join(f"{key}={_format_default(value)}"
                                                for key, value in method.defaults.items()))
+    lines.append(f"presets, on top of those defaults (large: images of {LARGE_IMAGE_SIDE} px a side or more; "
+                 f"small: smaller images and feature vectors):")
+    for name, method in methods.items():
+        for preset, kinds in method.presets.items():
+            shown = [f"{kind}: {_format_settings(settings)}" for kind, settings in kinds.items()]
+            same = kinds["small"] == kinds["large"]
+            lines.append(f"  {name} {preset}: " + (_format_settings(kinds["small"]) if same else "; ".join(shown)))
     allowed = {}
     for name, method in methods.items():
         for key in method.defaults:
@@ -363,6 +379,10 @@ def parameters_help(methods):
         several = sum(k == key for k, _ in allowed) > 1
         lines.append(f"  {key}" + (f" ({', '.join(users)})" if several else "") + f": {text}")
     return "\n".join(lines)
+
+
+def _format_settings(settings):
+    return " ".join(f"{key}={_format_default(value)}" for key, value in settings.items()) or "the defaults"
 
 
 def _format_default(value):
@@ -433,6 +453,10 @@ def build_parser():
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("method", nargs="?", choices=sorted(METHODS))
     data_options(t, required=False)
+    t.add_argument("--preset", choices=PRESETS,
+                   help="tuned (default): the settings measured best on small grayscale images, restarts "
+                        "included; paper: the paper's hyperparameters. Flags and --set override a preset's "
+                        "values (listed below)")
     t.add_argument("--clusters", type=_argument(Int(2)), help="number of clusters (default: number of classes)")
     t.add_argument("--epochs", type=int, help="default: the method's schedule")
     t.add_argument("--batch-size", type=int)

@@ -205,14 +205,14 @@ BAD_PARAMETERS = [
     ("pica", "crop_scale", (0.0, 0.5), r"two numbers .* each a number in \(0, 1\]"), ("pica", "crop_scale", 0.5, "two numbers"),
     ("pica", "overcluster", 1, "an integer >= 2"), ("pica", "trunk", "vgg", "one of conv, resnet"),
     ("dcsc", "tau_feature", 0.0, "a number > 0"), ("dcsc", "feature_dim", 0, "an integer >= 1"),
-    ("dcsc", "epochs", None, None),  # None is the default's absence; dcsc's default is 50
+    ("dcsc", "epochs", None, None),  # None is a value's absence: the preset's (or the default) holds
 ]
 
 
 @pytest.mark.parametrize("name, key, value, allowed", BAD_PARAMETERS)
 def test_each_parameter_is_checked_against_its_declaration(name, key, value, allowed):
     if allowed is None:
-        assert METHODS[name]((1, 8, 8), 10, {key: value}).params[key] == METHODS[name].defaults[key]
+        assert METHODS[name]((1, 8, 8), 10, {key: value}).params[key] == METHODS[name]((1, 8, 8), 10).params[key]
         return
     with pytest.raises(ParameterError, match=f"{name}: {key}=.* is not allowed: {key} is {allowed}"):
         METHODS[name]((1, 8, 8), 10, {key: value})
@@ -230,11 +230,13 @@ def test_parameters_allowed_alone_but_not_together(name, params, match):
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_parameter_has_a_declaration_its_default_meets(name):
+def test_every_parameter_has_a_declaration_its_default_and_presets_meet(name):
     method = METHODS[name]
     assert set(method.defaults) <= set(method.specs)
-    built = method((1, 8, 8), 10)
-    assert built.params == {k: (v if not isinstance(v, list) else tuple(v)) for k, v in method.defaults.items()}
+    for preset, kinds in method.presets.items():
+        for shape, kind in (((1, 8, 8), "small"), ((1, 28, 28), "large"), ((3, 16, 20), "large")):
+            settings = {k: v for k, v in kinds[kind].items() if k != "restarts"}
+            assert method(shape, 10, preset=preset).params == {**method.defaults, **settings}
 
 
 def test_bad_parameters_on_the_command_line_are_one_line_and_write_nothing(tmp_path, capsys):

@@ -29,8 +29,8 @@ class AugmentedMethod(Method):
     1-channel image (rotation, shift, zoom: the variation of handwriting; DCSC on mnist5k, seed 0,
     30 epochs: ACC 0.74 without, 0.88 with) and no colour image."""
 
-    def __init__(self, input_shape, num_clusters, params=None):
-        super().__init__(input_shape, num_clusters, params)
+    def __init__(self, input_shape, num_clusters, params=None, preset="tuned"):
+        super().__init__(input_shape, num_clusters, params, preset)
         p = self.params
         self.augment = Augment(affine_p=_by_channels(p["affine_p"], self.input_shape, 0.0, 1.0),
                                crop_scale=tuple(p["crop_scale"]),

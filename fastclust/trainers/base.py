@@ -54,13 +54,37 @@ class NonFiniteLossError(FastclustError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
+PRESETS = ("tuned", "paper")
+# Image side from which the "large" settings of a preset apply (mnist5k's 28 px: yes; the 8 px
+# of scikit-learn's digits and feature vectors: no).
+LARGE_IMAGE_SIDE = 16
+
+
+def input_kind(input_shape):
+    """"large" for images of at least LARGE_IMAGE_SIDE pixels a side, else "small"."""
+    return "large" if len(input_shape) == 3 and min(input_shape[1:]) >= LARGE_IMAGE_SIDE else "small"
+
+
+def by_input(small=None, large=None, **both):
+    """A preset's settings per input kind: ``both`` for every input, ``small`` / ``large`` on
+    top for that kind (see :func:`input_kind`). A "restarts" entry is the number of seeds the
+    command line keeps the best of when --restarts is not given."""
+    return {"small": {**both, **(small or {})}, "large": {**both, **(large or {})}}
+
+
 class Method:
     """What a clustering method adds to the shared loop. Subclasses set ``name`` and
     ``defaults`` (every hyperparameter, ``epochs``, ``batch_size`` and ``lr`` included; an
-    ``epochs`` of None means the length of the method's schedule) and implement the hooks."""
+    ``epochs`` of None means the length of the method's schedule), their ``presets`` and
+    implement the hooks.
+
+    ``preset`` picks settings on top of the defaults (``params`` override both): "tuned", the
+    default, the best settings measured on small grayscale images (README, "Quality"); "paper",
+    the paper's hyperparameters. Both may depend on the input (:func:`by_input`)."""
 
     name = None
     defaults = {}
+    presets = {"tuned": by_input(), "paper": by_input()}
     # What each parameter allows (fastclust.trainers.params), for every key of ``defaults``.
     specs = {"epochs": Optional(Int(1), "the length of the method's schedule"), "batch_size": Int(2),
              "lr": Float(0, low_open=True), "lr_decay": Choice("none", "cosine"), "passes": Int(1)}
@@ -73,24 +97,30 @@ class Method:
     # Where in the run --restarts compares its candidates (see restart_epochs).
     restart_fraction = 0.25
 
-    def __init__(self, input_shape, num_clusters, params=None):
+    def __init__(self, input_shape, num_clusters, params=None, preset="tuned"):
+        self.input_shape = tuple(input_shape)
+        if len(self.input_shape) not in (1, 3) or not all(
+                isinstance(d, numbers.Integral) and d >= 1 for d in self.input_shape):
+            raise ParameterError(f"{self.name}: samples must be images (C, H, W) or feature vectors (D,) "
+                                 f"of positive sizes, got shape {self.input_shape}")
+        self.input_shape = tuple(int(d) for d in self.input_shape)
+        if isinstance(num_clusters, bool) or not isinstance(num_clusters, numbers.Integral) or num_clusters < 2:
+            raise ParameterError(f"{self.name}: the number of clusters must be an integer >= 2, "
+                                 f"got {num_clusters!r}")
+        self.num_clusters = int(num_clusters)
+        if preset not in self.presets:
+            raise ParameterError(f"{self.name}: unknown preset {preset!r}; known: {', '.join(self.presets)}")
+        self.preset = preset
+        settings = dict(self.presets[preset][input_kind(self.input_shape)])
+        # The number of seeds a run of this preset keeps the best of (fastclust.trainers.restarts).
+        self.restarts = settings.pop("restarts", 1)
         given = {k: v for k, v in (params or {}).items() if v is not None}
         unknown = set(given) - set(self.defaults)
         if unknown:
             raise ParameterError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
                                  f"known: {sorted(self.defaults)}")
         self.params = {key: check(self.name, key, value, self.specs[key])
-                       for key, value in {**self.defaults, **given}.items()}
-        self.input_shape = tuple(input_shape)
-        if len(self.input_shape) not in (1, 3) or not all(
-                isinstance(d, numbers.Integral) and d >= 1 for d in self.input_shape):
-            raise ParameterError(f"{self.name}: samples must be images (C, H, W) or feature vectors (D,) "
-                                 f"of positive sizes, got shape {self.input_shape}")
-        if isinstance(num_clusters, bool) or not isinstance(num_clusters, numbers.Integral) or num_clusters < 2:
-            raise ParameterError(f"{self.name}: the number of clusters must be an integer >= 2, "
-                                 f"got {num_clusters!r}")
-        self.input_shape = tuple(int(d) for d in self.input_shape)
-        self.num_clusters = int(num_clusters)
+                       for key, value in {**self.defaults, **settings, **given}.items()}
         self.check_params()
 
     def check_params(self):

@@ -3,7 +3,7 @@ import fastclust
 
 from ..nn import DCSCNet
 from .augmented import AUGMENT_DEFAULTS, AUGMENT_SPECS, AugmentedMethod
-from .base import Method
+from .base import Method, by_input
 from .params import Float, Int
 
 
@@ -23,6 +23,10 @@ class DCSC(AugmentedMethod):
     defaults = {"epochs": 50, "batch_size": 256, "lr": 3e-4, "lr_decay": "none", "tau_feature": 0.2,
                 "tau_cluster": 1.0, "tau_semantic": 1.0, "lam": 1.0, "feature_dim": 128,
                 **AUGMENT_DEFAULTS, "trunk": "conv", "widths": (16, 32, 64), "pool": 3}
+    # tuned (README, "Quality"): 40 epochs at lr 1e-3. paper: the defaults (Adam 3e-4, the
+    # paper's temperatures) on a ResNet trunk (the paper: ResNet-34).
+    presets = {"tuned": by_input(epochs=40, lr=1e-3), "paper": by_input(trunk="resnet", widths=(32, 64, 128),
+                                                                          pool=1)}
     specs = {**Method.specs, **AUGMENT_SPECS, "tau_feature": Float(0, low_open=True),
              "tau_cluster": Float(0, low_open=True), "tau_semantic": Float(0, low_open=True),
              "lam": Float(0), "feature_dim": Int(1)}

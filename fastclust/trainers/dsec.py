@@ -2,6 +2,7 @@
 import fastclust
 
 from ..errors import ParameterError
+from .base import by_input
 from .dac import DAC
 from .params import Float, Int
 from .schedules import sect_thresholds
@@ -18,6 +19,8 @@ class DSEC(DAC):
     restart_fraction = 0.5
     defaults = {**{k: v for k, v in DAC.defaults.items() if k != "eta"}, "p": 2.0, "u": 0.99,
                 "l": 0.8, "e": 50}
+    # tuned: two restarts (README, "Quality"); paper: SECT as published, a constant rate.
+    presets = {"tuned": by_input(restarts=2), "paper": by_input(lr_decay="none")}
     specs = {**DAC.specs, "p": Float(0, low_open=True), "u": Float(-1, 1), "l": Float(-1, 1), "e": Int(1)}
 
     def check_params(self):
