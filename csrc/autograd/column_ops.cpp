@@ -39,12 +39,17 @@ std::optional<at::Tensor> defined_or_none(const at::Tensor& t) {
 }
 
 // column_stats_backward for the gradients w.r.t. (gram, sq_norms, sums), undefined ones absent.
+// Below autograd unless the backward is being recorded (create_graph=True): the op's autograd
+// formula, which refuses a gradient of the gradient, is a Python one, too slow to cross on
+// every step for nothing.
 variable_list stats_backward(const variable_list& stats_grads, const at::Tensor& a, const at::Tensor& b,
                              bool full_gram) {
   using Optional = const std::optional<at::Tensor>&;
   static const auto op = find_op<std::tuple<at::Tensor, at::Tensor>(
       Optional, Optional, Optional, const at::Tensor&, const at::Tensor&, bool)>(
       "fastclust::column_stats_backward");
+  std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
+  if (!at::GradMode::is_enabled()) below_autograd.emplace();
   const auto [grad_a, grad_b] = op.call(defined_or_none(stats_grads[0]), defined_or_none(stats_grads[1]),
                                         defined_or_none(stats_grads[2]), a, b, full_gram);
   return {grad_a, grad_b};

@@ -129,6 +129,16 @@ def eager_gradients(twin, inputs, grads, needs_input_grad):
     return tuple(result)
 
 
+def fused_backward(op, *args):
+    """``op(*args)`` for a fused backward op; outside a recorded backward (create_graph=False)
+    below the autograd key, so that the op's refusing formula (:func:`refuse_double_backward`),
+    a Python one, costs nothing on every step."""
+    if torch.is_grad_enabled():
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
 def refuse_double_backward(backward_op, used_by):
     """Registers for the fused backward op ``backward_op`` an autograd formula that raises: its
     result is a gradient of ``used_by``, and its own gradient is not implemented."""

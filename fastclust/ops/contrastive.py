@@ -9,7 +9,8 @@ import torch
 
 from .. import distributed, reference
 from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
-                        float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
+                        float32_under_autocast, fused_backward, refuse_double_backward, refuse_forward_ad,
+                        scalar)
 
 _NO_SELF = -1
 
@@ -33,7 +34,7 @@ def _normalize_rows_backward(ctx, grad):
     (x,) = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
         return eager_gradients(reference.normalize_rows, (x,), (grad,), ctx.needs_input_grad)
-    return OPS.normalize_rows_backward(grad, x)
+    return fused_backward(OPS.normalize_rows_backward, grad, x)
 
 
 torch.library.register_autograd("fastclust::normalize_rows", _normalize_rows_backward,
@@ -63,7 +64,8 @@ def _row_logsumexp_backward(ctx, grad):
     if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
         return eager_gradients(reference.row_logsumexp, (queries, keys, ctx.tau, ctx.self_offset),
                                (grad,), ctx.needs_input_grad)
-    grad_q, grad_k = OPS.row_logsumexp_backward(grad, queries, keys, lse, ctx.tau, ctx.self_offset)
+    grad_q, grad_k = fused_backward(OPS.row_logsumexp_backward, grad, queries, keys, lse, ctx.tau,
+                                    ctx.self_offset)
     return (grad_q if ctx.needs_input_grad[0] else None,
             grad_k if ctx.needs_input_grad[1] else None, None, None)
 

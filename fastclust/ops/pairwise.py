@@ -4,7 +4,8 @@ import torch
 from .. import distributed, reference
 from ..reference import DAC, DSEC
 from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
-                        float32_under_autocast, refuse_double_backward, refuse_forward_ad, scalar)
+                        float32_under_autocast, fused_backward, refuse_double_backward, refuse_forward_ad,
+                        scalar)
 from .restraint import restraint
 
 _REDUCTIONS = ("mean", "sum")
@@ -35,10 +36,12 @@ def _pairwise_backward(ctx, grad_sum, _grad_pos, _grad_neg):
                                (grad_sum, None, None), ctx.needs_input_grad)
     grad_rows = grad_cols = None
     if ctx.needs_input_grad[0]:
-        grad_rows = OPS.pairwise_loss_backward(grad_sum, rows, cols, select_rows, select_cols, *args)
+        grad_rows = fused_backward(OPS.pairwise_loss_backward, grad_sum, rows, cols, select_rows, select_cols,
+                                   *args)
     if cols is not None and ctx.needs_input_grad[1]:
         # Every pair (i, j) of rows x cols is the pair (j, i) of cols x rows.
-        grad_cols = OPS.pairwise_loss_backward(grad_sum, cols, rows, select_cols, select_rows, *args)
+        grad_cols = fused_backward(OPS.pairwise_loss_backward, grad_sum, cols, rows, select_cols, select_rows,
+                                   *args)
     # Selection carries no gradient.
     return grad_rows, grad_cols, None, None, None, None, None, None
 
@@ -78,7 +81,8 @@ class _GlobalPairwiseLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_total, _grad_pos, _grad_neg):
-        grad = OPS.pairwise_loss_backward(grad_total * ctx.factor, *ctx.saved_tensors, *ctx.args)
+        grad = fused_backward(OPS.pairwise_loss_backward, grad_total * ctx.factor, *ctx.saved_tensors,
+                              *ctx.args)
         return grad, None, None, None, None, None, None
 
 

@@ -3,7 +3,7 @@ import torch
 
 from .. import reference
 from ._autograd import (OPS, check_tensors, cpu_half_as_float, eager_gradients, float32_under_autocast,
-                        refuse_double_backward, refuse_forward_ad, scalar)
+                        fused_backward, refuse_double_backward, refuse_forward_ad, scalar)
 
 
 @torch.library.register_fake("fastclust::restraint")
@@ -26,7 +26,7 @@ def _restraint_backward(ctx, grad):
     feats, out = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: a gradient that can be differentiated again
         return eager_gradients(reference.restraint, (feats, ctx.p), (grad,), ctx.needs_input_grad)
-    return OPS.restraint_backward(grad, out, ctx.p), None
+    return fused_backward(OPS.restraint_backward, grad, out, ctx.p), None
 
 
 torch.library.register_autograd("fastclust::restraint", _restraint_backward,
