@@ -25,14 +25,17 @@ def main(path):
                "fwd+bwd" if info["backward"] else "fwd")
         times[key][info["impl"]] = b["stats"]["median"] * 1e3
     print(f"Device: {device}. Median of the rounds, milliseconds.\n")
-    impls = ["fastclust", "eager", "compile"]
+    # "peer": the installed package a fastclust.compat class replaces (bench_compat.py).
+    impls = [i for i in ("fastclust", "eager", "compile", "peer") if any(i in row for row in times.values())]
+    others = impls[1:]
     if times:
-        print("| op | size | pass | " + " | ".join(impls) + " | eager / fastclust | compile / fastclust |")
-        print("|---|---|---|" + "---|" * (len(impls) + 2))
+        print("| op | size | pass | " + " | ".join(impls) + " | "
+              + " | ".join(f"{i} / fastclust" for i in others) + " |")
+        print("|---|---|---|" + "---|" * (len(impls) + len(others)))
     for key, row in times.items():
         cells = [f"{row[i]:.2f}" if i in row else "-" for i in impls]
         ratios = [f"{row[i] / row['fastclust']:.1f}x" if i in row and "fastclust" in row else "-"
-                  for i in ("eager", "compile")]
+                  for i in others]
         print(f"| {key[0]} | {' '.join(key[1:-1])} | {key[-1]} | " + " | ".join(cells + ratios) + " |")
     if bandwidth:
         print("\n| op | impl | size | pass | bytes moved (least) | median ms | GB/s |\n|---|---|---|---|---|---|---|")
