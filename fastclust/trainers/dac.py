@@ -42,7 +42,8 @@ class DAC(Method):
                 "widths": (16, 32, 64), "depth": 1, "pool": 3, "hidden": (512, 256), "affine": True, "views": 2,
                 "passes": 1, "select_clean": True}
     # tuned: on mnist5k DAC peaks around epoch 20 of its 51 (README, "Quality"), and one seed
-    # in three settles in a poor partition that the training loss after epoch 5 tells apart.
+    # in three settles in a poor partition that the training loss after epoch 5 tells apart. On
+    # digits the loss after epoch 13 does not tell them apart (docs/presets.md): no restarts.
     # paper: the MNIST network of the paper (widths 64, 128 at depth 3), a constant rate.
     presets = {"tuned": by_input(large={"epochs": 20, "restarts": 2}),
                "paper": by_input(widths=(64, 128), depth=3, lr_decay="none")}
