@@ -65,15 +65,17 @@ def _write_assignments(out, assignments, y):
             f.write(f"{i},{cluster}" + (f",{y[i]}\n" if y is not None else "\n"))
 
 
-def _write_results(out, trainer, assignments, dataset, title):
-    """The assignments, their scores and the pictures (fastclust.plots) of a trained model."""
+def _write_results(out, trainer, logits, dataset, title):
+    """The assignments (the argmax of ``logits``), their scores and the pictures
+    (fastclust.plots) of a trained model."""
     from .plots import write_run_plots
 
+    assignments = logits.argmax(1).numpy()
     scores = trainer.evaluate(assignments)
     _write_assignments(out, assignments, dataset.y)
-    write_run_plots(out, trainer.history, title, dataset.x, dataset.y, assignments,
-                    trainer.predict_logits(dataset.x), trainer.method.num_clusters, dataset.class_names)
-    return scores
+    write_run_plots(out, trainer.history, title, dataset.x, dataset.y, assignments, logits,
+                    trainer.method.num_clusters, dataset.class_names)
+    return scores, assignments
 
 
 def _require_keys(config, keys, path):
@@ -284,7 +286,7 @@ def train(args):
         if trainer is None:
             seeds = [config["seed"] + i for i in range(config["restarts"])]
             trainer, selection = best_of_restarts(make_trainer, seeds, config["restart_epochs"], out)
-        assignments = trainer.fit()
+        trainer.fit()
     except KeyboardInterrupt:
         # A run resumed into a new out checkpointed there before training, so out holds any state.
         say("\ninterrupted: " + (f"the last checkpoint is in {out}; continue with: fastclust train --resume {out}"
@@ -292,10 +294,11 @@ def train(args):
             file=sys.stderr)
         return 130
     seconds = time.perf_counter() - started
+    logits = trainer.predict_logits(dataset.x)  # on every rank: a distributed run gathers them
     if rank != 0:
         return 0
     save_tensors(os.path.join(out, MODEL), {"config": config, "model": trainer.model.state_dict()})
-    scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
+    scores, _ = _write_results(out, trainer, logits, dataset, f"{config['method']} on {dataset.name}")
     trainer.write_metrics(final=scores, train_seconds=seconds, **({"restarts": selection} if selection else {}))
     from .metrics import format_scores
     print(f"final ({seconds:.0f}s): {format_scores(scores) or 'no labels, no scores'}")
@@ -326,8 +329,8 @@ def predict(args):
         raise CheckpointError(f"{path}: its weights do not fit the network of its config ({one_line(err)})") from None
     out = args.out or os.path.join(args.model, f"predict-{dataset.name}")
     os.makedirs(out, exist_ok=True)
-    assignments = trainer.predict()
-    scores = _write_results(out, trainer, assignments, dataset, f"{config['method']} on {dataset.name}")
+    scores, assignments = _write_results(out, trainer, trainer.predict_logits(dataset.x), dataset,
+                                         f"{config['method']} on {dataset.name}")
     print(f"{len(assignments)} samples assigned to {len(np.unique(assignments))} clusters; written to {out}"
           + (f"\n{format_scores(scores)}" if scores else ""))
     return 0

@@ -30,7 +30,7 @@ _CONSTANT = {"lr": 1e-3, "lr_decay": "none"}
 PARAMS = {"dac": {"widths": (8, 16), "depth": 1, "batch_size": 63, **_CONSTANT},
           "dsec": {"widths": (8, 16), "depth": 1, "batch_size": 63, **_CONSTANT},
           "aedac": {"pretrain_epochs": 0, "channels": (4, 8, 8, 8), "batch_size": 63, **_CONSTANT},
-          "pica": {"widths": (8, 16), "overcluster": 20, "batch_size": 63, "lr": 1e-3},
+          "pica": {"widths": (8, 16), "overcluster": 20, "batch_size": 63, **_CONSTANT},
           "dcsc": {"widths": (8, 16), "feature_dim": 16, "batch_size": 63, "lr": 1e-3}}
 
 
