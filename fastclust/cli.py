@@ -305,9 +305,27 @@ def train(args):
     return 0
 
 
+def _trained_trainer(config, dataset, weights, path, device):
+    """A Trainer on ``dataset`` of the run described by ``config`` (read from ``path``), its
+    model holding ``weights``; a config or weights that do not fit are a CheckpointError naming
+    ``path``."""
+    from .trainers import METHODS, Trainer
+    from .trainers.base import silent
+
+    if config["method"] not in METHODS:
+        raise CheckpointError(f"{path}: names the method {config['method']!r}, not one of {', '.join(METHODS)}")
+    method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), config["clusters"] or dataset.num_classes,
+                                       config["params"])
+    trainer = Trainer(method, dataset.x, dataset.y, device=device, progress=False, log=silent)
+    try:
+        trainer.model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: its weights do not fit the network of its config ({one_line(err)})") from None
+    return trainer
+
+
 def predict(args):
     from .metrics import format_scores
-    from .trainers import METHODS, Trainer
     from .trainers.base import load_file
 
     path = os.path.join(args.model, MODEL)
@@ -315,18 +333,11 @@ def predict(args):
         raise SystemExit(f"fastclust predict: no trained model at {path} (train writes it at the end)")
     saved = _require_keys(load_file(path), ("config", "model"), path)
     config = _require_keys(saved["config"], MODEL_KEYS, path)
-    if config["method"] not in METHODS:
-        raise CheckpointError(f"{path}: names the method {config['method']!r}, not one of {', '.join(METHODS)}")
     dataset = _load(args.data, args.format, args.split)
     if list(dataset.x.shape[1:]) != config["input_shape"]:
         raise SystemExit(f"fastclust predict: {dataset.name} has samples of shape {list(dataset.x.shape[1:])} "
                          f"but the model was trained on {config['input_shape']}")
-    method = METHODS[config["method"]](tuple(config["input_shape"]), config["clusters"], config["params"])
-    trainer = Trainer(method, dataset.x, dataset.y, device=args.device, progress=False)
-    try:
-        trainer.model.load_state_dict(saved["model"])
-    except (RuntimeError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: its weights do not fit the network of its config ({one_line(err)})") from None
+    trainer = _trained_trainer(config, dataset, saved["model"], path, args.device)
     out = args.out or os.path.join(args.model, f"predict-{dataset.name}")
     os.makedirs(out, exist_ok=True)
     scores, assignments = _write_results(out, trainer, trainer.predict_logits(dataset.x), dataset,
@@ -396,8 +407,7 @@ def plot(args):
     """Draw the pictures of the run in DIR again: its curves, and from its model (model.pt, or the
     last checkpoint of an interrupted run) the clusters and the confusion matrix."""
     from .plots import pyplot, write_run_plots
-    from .trainers import METHODS, Trainer
-    from .trainers.base import CHECKPOINT, METRICS, load_file, silent
+    from .trainers.base import CHECKPOINT, METRICS, load_file
 
     if pyplot() is None:
         raise SystemExit('fastclust plot: drawing needs matplotlib: pip install "fastclust[plot]"')
@@ -420,18 +430,11 @@ def plot(args):
         written = write_run_plots(args.dir, history, title)
     else:
         dataset = _load(config["data"], config["format"], config["split"])
-        method = METHODS[config["method"]](tuple(dataset.x.shape[1:]), config["clusters"] or dataset.num_classes,
-                                           config["params"])
-        trainer = Trainer(method, dataset.x, dataset.y, device=args.device, progress=False, log=silent)
         state = _require_keys(load_file(weights), ("model",), weights)
-        try:
-            trainer.model.load_state_dict(state["model"])
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise CheckpointError(f"{weights}: its weights do not fit the network of {config_path} "
-                                  f"({one_line(err)})") from None
+        trainer = _trained_trainer(config, dataset, state["model"], weights, args.device)
         logits = trainer.predict_logits(dataset.x)
         written = write_run_plots(args.dir, history, title, dataset.x, dataset.y, logits.argmax(1).numpy(),
-                                  logits, method.num_clusters, dataset.class_names)
+                                  logits, trainer.method.num_clusters, dataset.class_names)
     print("wrote " + (", ".join(written) if written else "nothing (no finished epoch yet)"))
     return 0
 
