@@ -1,5 +1,5 @@
 """One training step of each method (loss, backward, optimizer step) through its Trainer, at the
-README's measured mnist5k settings, with the networks' weights in the default (contiguous)
+mnist5k settings of docs/quality.md, with the networks' weights in the default (contiguous)
 layout and in channels-last, which the Trainer uses on the CPU.
 
     pytest bench/bench_trainers.py --benchmark-json=bench/trainers.json
@@ -17,7 +17,7 @@ from fastclust.data import load_dataset
 from fastclust.trainers import METHODS, Trainer
 from common import DEVICE, describe, synchronize
 
-# The README's Quality rows on mnist5k (their OPTIONS); the step is a clustering step.
+# docs/quality.md's mnist5k rows (their OPTIONS); the step is a clustering step.
 SETTINGS = {"dac": {}, "dsec": {},
             "aedac": {"lr": 1e-3, "strides": (1, 1, 2, 2), "pretrain_epochs": 10},
             "pica": {"lr": 3e-3, "batch_size": 64, "trunk": "conv", "widths": (16, 32, 64), "pool": 3,

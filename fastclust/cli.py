@@ -453,14 +453,14 @@ def build_parser():
         p.add_argument("--device", default="cpu", type=_device, help="cpu or cuda (default: cpu)")
         p.add_argument("--out", help="output directory")
         p.add_argument("--threads", type=_argument(Int(1)), help="CPU threads for torch (default: torch's choice; "
-                                                   "1 is faster on a machine busy with other work)")
+                                                   "1 on a machine busy with other work)")
 
     t = commands.add_parser("train", help="train a clustering model", epilog=parameters_help(METHODS),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("method", nargs="?", choices=sorted(METHODS))
     data_options(t, required=False)
     t.add_argument("--preset", choices=PRESETS,
-                   help="tuned (default): the settings measured best on small grayscale images, restarts "
+                   help="tuned (default): the settings chosen on small grayscale images, restarts "
                         "included; paper: the paper's hyperparameters. Flags and --set override a preset's "
                         "values (listed below)")
     t.add_argument("--clusters", type=_argument(Int(2)), help="number of clusters (default: number of classes)")

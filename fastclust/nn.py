@@ -1,8 +1,8 @@
 """Networks of the five methods, sized so that training on 2 CPU cores is practical.
 
 Every network is a *trunk* (images or feature vectors in, one feature vector per sample out)
-followed by method-specific heads. Widths are arguments: the defaults are the small CPU sizes
-measured in the README's Quality section; the papers' sizes are given in each docstring.
+followed by method-specific heads. Widths are arguments: the defaults are small sizes that
+train on a CPU (docs/quality.md has the runs); the papers' sizes are given in each docstring.
 """
 import torch
 from torch import nn
@@ -37,8 +37,8 @@ class ConvTrunk(nn.Module):
 
     ``pool`` is the side of the grid the last stage is average-pooled to (1: global average
     pooling). A trunk this shallow sees ~15 px per output, so global pooling keeps which
-    strokes are present but not where: on mnist5k DAC then grouped 1s with 6s; a 3 x 3 grid
-    keeps the coarse layout (DAC on mnist5k, seed 0, full schedule: ACC 0.52 -> 0.58).
+    strokes are present but not where, and digits made of similar strokes end in one cluster;
+    a 3 x 3 grid keeps the coarse layout (docs/quality.md).
     """
 
     def __init__(self, in_channels, widths=(16, 32, 64), depth=1, pool=1):

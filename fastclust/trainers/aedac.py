@@ -21,18 +21,19 @@ class AEDAC(Method):
     (:func:`~fastclust.trainers.dac.learning_batch`): the DAC and reconstruction terms are
     learnt on ``views`` warped copies of each image, their pairs selected on the clean images'
     outputs, computed in a batch of their own. The learning rate decays along a cosine over the
-    run (``lr_decay``, as for DAC). On mnist5k (seed 0) the paper's procedure (no warps,
-    constant rate) ended at ACC 0.46.
+    run (``lr_decay``, as for DAC). Both depart from the paper's procedure (no warps, a
+    constant rate), which clustered mnist5k far worse (docs/quality.md).
 
     ``strides`` of the encoder's convs: the paper's four halvings leave a 2 x 2 code of a 28 px
-    digit, too coarse for DAC on mnist5k; ``(1, 1, 2, 2)`` keeps a 7 x 7 one. The README's
-    "Quality" gives the settings measured against the targets (``--lr 1e-3`` among them)."""
+    digit, too coarse for DAC on mnist5k; ``(1, 1, 2, 2)`` keeps a 7 x 7 one. The tuned preset
+    holds the settings chosen for small grayscale images (``--lr 1e-3`` among them);
+    docs/quality.md has the runs that chose them."""
 
     name = "aedac"
     defaults = {"epochs": None, "batch_size": 128, "lr": 1e-4, "lr_decay": "cosine", "eta": 0.005, "alpha": 0.5,
                 "beta": 0.3, "pretrain_epochs": 50, "channels": (8, 16, 32, 64), "head_hidden": 64,
                 "strides": (2, 2, 2, 2), "affine": True, "views": 2, "select_clean": True}
-    # tuned (README, "Quality"): lr 1e-3 and two restarts; on 28 px images also a 7 x 7 code,
+    # tuned (docs/quality.md): lr 1e-3 and two restarts; on 28 px images also a 7 x 7 code,
     # 10 pretraining epochs, 40 in all, DAC's batch of 64, a fifth of the reconstruction weight
     # and a head 256 wide. paper: Table 3's network and the paper's training, no warps, a
     # constant rate.

@@ -26,8 +26,8 @@ def _by_channels(value, input_shape, colour, gray):
 class AugmentedMethod(Method):
     """``flip_p`` None flips colour images with probability 0.5 and never 1-channel ones
     (handwriting and characters change meaning when mirrored); ``affine_p`` None warps every
-    1-channel image (rotation, shift, zoom: the variation of handwriting; DCSC on mnist5k, seed 0,
-    30 epochs: ACC 0.74 without, 0.88 with) and no colour image."""
+    1-channel image (rotation, shift, zoom: the variation of handwriting, which crops, flips and
+    colour changes do not cover; DCSC on mnist5k needs it, docs/quality.md) and no colour image."""
 
     def __init__(self, input_shape, num_clusters, params=None, preset="tuned"):
         super().__init__(input_shape, num_clusters, params, preset)

@@ -79,8 +79,8 @@ class Method:
     implement the hooks.
 
     ``preset`` picks settings on top of the defaults (``params`` override both): "tuned", the
-    default, the best settings measured on small grayscale images (README, "Quality"); "paper",
-    the paper's hyperparameters. Both may depend on the input (:func:`by_input`)."""
+    default, the settings chosen on small grayscale images (docs/quality.md, docs/presets.md);
+    "paper", the paper's hyperparameters. Both may depend on the input (:func:`by_input`)."""
 
     name = None
     defaults = {}
@@ -148,8 +148,8 @@ class Method:
     def restart_epochs(self):
         """The default epoch after which restarts are compared: ``restart_fraction`` of the
         clustering epochs, rounded up, after any pretraining (whose loss says nothing about the
-        partition). A quarter for DAC: on mnist5k, its seeds that end in a poor partition
-        already have the higher loss by then (README, "Quality")."""
+        partition). A quarter for DAC: its seeds that end in a poor partition settle early and
+        already show the higher loss by then (docs/quality.md)."""
         start = min(self.clustering_start(), self.num_epochs())
         return start + max(1, math.ceil((self.num_epochs() - start) * self.restart_fraction))
 
@@ -362,9 +362,10 @@ class Trainer:
             model = convert_global_batchnorm(model, self.group)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
-            # oneDNN's convolutions, max-pooling and batch norm run these networks' training
-            # steps 1.1-1.9x faster with channels-last weights (README, "Benchmarks"); on CUDA the
-            # default layout stays, as no GPU timing backs a change there.
+            # oneDNN's convolutions, max-pooling and batch norm pick the channels-last layout
+            # only when the weights are channels-last, and it runs these networks' training steps
+            # faster (bench/RESULTS.md, "training steps in channels-last"); on CUDA the default
+            # layout stays, as no GPU timing backs a change there.
             self.model.to(memory_format=torch.channels_last)
         # What the loss runs through: the model itself, or its DDP wrapper, which averages the
         # parameter gradients over the ranks during backward.

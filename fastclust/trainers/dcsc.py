@@ -16,14 +16,14 @@ class DCSC(AugmentedMethod):
     cluster projector.
 
     The backbone is DAC's small conv trunk pooled to a 3 x 3 grid (the paper: a ResNet-34),
-    ~2.5x cheaper per image on the CPU than the smallest ResNet trunk here; on mnist5k (seed 0,
-    40 epochs, lr 1e-3) it reaches ACC 0.97."""
+    cheaper per image on the CPU than the smallest ResNet trunk here, and enough for small
+    grayscale images (docs/quality.md)."""
 
     name = "dcsc"
     defaults = {"epochs": 50, "batch_size": 256, "lr": 3e-4, "lr_decay": "none", "tau_feature": 0.2,
                 "tau_cluster": 1.0, "tau_semantic": 1.0, "lam": 1.0, "feature_dim": 128,
                 **AUGMENT_DEFAULTS, "trunk": "conv", "widths": (16, 32, 64), "pool": 3}
-    # tuned (README, "Quality"): 40 epochs at lr 1e-3. paper: the defaults (Adam 3e-4, the
+    # tuned (docs/quality.md): 40 epochs at lr 1e-3. paper: the defaults (Adam 3e-4, the
     # paper's temperatures) on a ResNet trunk (the paper: ResNet-34).
     presets = {"tuned": by_input(epochs=40, lr=1e-3), "paper": by_input(trunk="resnet", widths=(32, 64, 128),
                                                                           pool=1)}

@@ -15,11 +15,12 @@ class DSEC(DAC):
 
     name = "dsec"
     # DSEC's training loss tells the seeds that end in a poor partition only once SECT has
-    # narrowed the thresholds: on mnist5k, not after epoch 13 of 50 but after epoch 20-25.
+    # narrowed the thresholds, not after the first quarter of the schedule: restarts compare
+    # at half the run (docs/quality.md).
     restart_fraction = 0.5
     defaults = {**{k: v for k, v in DAC.defaults.items() if k != "eta"}, "p": 2.0, "u": 0.99,
                 "l": 0.8, "e": 50}
-    # tuned: two restarts (README, "Quality"); paper: SECT as published, a constant rate.
+    # tuned: two restarts (docs/quality.md); paper: SECT as published, a constant rate.
     presets = {"tuned": by_input(restarts=2), "paper": by_input(lr_decay="none")}
     specs = {**DAC.specs, "p": Float(0, low_open=True), "u": Float(-1, 1), "l": Float(-1, 1), "e": Int(1)}
 

@@ -15,17 +15,17 @@ class PICA(AugmentedMethod):
     independently perturbed copies; :func:`fastclust.pica_loss` with ``lam`` = 2; Adam 1e-4.
     Labels: argmax of the main head.
 
-    The paper's rate and batch learn slowly on a CPU budget: on mnist5k (seed 0, DAC's conv
-    trunk) ACC was 0.31 after 17 epochs at lr 1e-4, batch 256, and 0.83 after 30 at lr 3e-3,
-    batch 64 (the README's measured settings; the main head then takes 39 steps an epoch
-    instead of 10). At batch 64 a step has 3 x 64 perturbed rows, under 3 per over-cluster of
-    70, and ``overcluster`` = 30 did better on mnist5k (README, "Quality")."""
+    The paper's rate and batch learn too slowly for a CPU budget, so the tuned preset trains
+    at a higher rate on smaller batches (a batch of 64 also gives each head four times the
+    steps an epoch of a batch of 256). At batch 64 a step has 3 x 64 perturbed rows, under 3
+    per over-cluster of 70, so the over-clustering head's column cosines rest on very few
+    samples; the tuned preset uses fewer over-clusters on 28 px images (docs/quality.md)."""
 
     name = "pica"
     unused_parameters = True  # the heads train alternately
     defaults = {"epochs": 50, "batch_size": 256, "lr": 1e-4, "lr_decay": "none", "lam": 2.0,
                 "overcluster": 70, "repeats": 3, **AUGMENT_DEFAULTS}
-    # tuned (README, "Quality"): DAC's conv trunk at lr 3e-3, batch 64, a cosine decay; on
+    # tuned (docs/quality.md): DAC's conv trunk at lr 3e-3, batch 64, a cosine decay; on
     # 28 px images 90 epochs, 30 over-clusters and three restarts, on smaller ones 60 epochs and
     # two. paper: the defaults (lr 1e-4, batch 256, 70 over-clusters).
     presets = {"tuned": by_input(lr=3e-3, batch_size=64, trunk="conv", widths=(16, 32, 64), pool=3,

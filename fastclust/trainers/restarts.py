@@ -1,8 +1,8 @@
 """Restarts: what ``n_init`` is to k-means, for a deep clustering run.
 
-A run can settle early in a poor partition and never leave it (DAC on mnist5k: 2 seeds of 6
-split one digit and merge others by epoch ~10 and end at ACC 0.83 / 0.93 against 0.95-0.98;
-README, "Quality"), and such runs carry the highest training loss from then on.
+A run can settle early in a poor partition and never leave it (DAC on mnist5k: some seeds
+split one digit and merge others by epoch ~10 and stay there; docs/quality.md), and such runs
+carry a higher training loss from then on, so restarts keep the lowest-loss seed.
 :func:`best_of_restarts` trains one candidate per seed for the first ``select_epochs`` epochs
 of the run's schedule, keeps the candidate whose mean training loss over its last epoch is the
 lowest (labels are never looked at) and continues it to the end. The result is the
