@@ -17,28 +17,24 @@ import os
 import pytest
 import torch
 
-import fastclust
-from fastclust import reference
-from common import DEVICE, compiled, describe, record_peak_memory, synchronize, time_case
+from fastclust.ops.columns import FAMILY
+from common import DEVICE, compiled, inputs_of, describe, record_peak_memory, synchronize, time_case
 
 MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 1 << 20))
 LARGE_N = 1 << 20
-LOSSES = {"pica_loss": (fastclust.pica_loss, reference.pica_loss),
-          "cluster_contrastive_loss": (fastclust.cluster_contrastive_loss,
-                                       reference.cluster_contrastive_loss)}
+# Each loss's front end (fastclust.ops.family: the function, its eager twin, its inputs).
+LOSSES = {fe.name: fe for fe in FAMILY.front_ends if fe.name in ("pica_loss", "cluster_contrastive_loss")}
 SIZES = {"pica_loss": [(768, 10), (768, 70)] + ([(LARGE_N, 100)] if DEVICE == "cuda" else []),
          "cluster_contrastive_loss": [(256, 10), (256, 70), (768, 10), (768, 70)]}
 
 
 def implementation(impl, loss):
-    fused, eager = LOSSES[loss]
-    return {"fastclust": fused, "eager": eager, "compile": compiled(eager)}[impl]
+    front_end = LOSSES[loss]
+    return {"fastclust": front_end.fn, "eager": front_end.reference, "compile": compiled(front_end.reference)}[impl]
 
 
 def make_inputs(n, k, device=DEVICE):
-    g = torch.Generator().manual_seed(0)
-    return [(torch.randn(n, k, generator=g) * 3).softmax(1).to(device).requires_grad_()
-            for _ in range(2)]
+    return inputs_of(LOSSES["pica_loss"], n, k, device)  # two views of cluster probabilities
 
 
 def bytes_moved(n, k, backward, element_size=4):

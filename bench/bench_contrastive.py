@@ -10,34 +10,30 @@ fastclust runs (eager holds several 2n x 2n matrices).
 import os
 
 import pytest
-import torch
 
-import fastclust
-from fastclust import reference
-from common import DEVICE, compiled, record_peak_memory, time_case
+from fastclust.ops.contrastive import NT_XENT, SEMANTIC
+from common import DEVICE, compiled, inputs_of, record_peak_memory, time_case
 
 MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 65536 if DEVICE == "cuda" else 16384))
 EAGER_MAX_N = 16384 if DEVICE == "cuda" else 4096
 D = 128
 TAU = 0.5
-LOSSES = {"nt_xent": (fastclust.nt_xent_loss, reference.nt_xent_loss, 2, (256, 4096, 16384, 65536)),
-          "semantic_contrastive": (fastclust.semantic_contrastive_loss,
-                                   reference.semantic_contrastive_loss, 4, (256, 4096))}
+# Each loss's front end (fastclust.ops.family: the function, its eager twin, its inputs), and sizes.
+LOSSES = {"nt_xent": (NT_XENT, (256, 4096, 16384, 65536)), "semantic_contrastive": (SEMANTIC, (256, 4096))}
 
 
 def implementation(impl, loss):
-    fused, eager, _, _ = LOSSES[loss]
-    fn = {"fastclust": fused, "eager": eager, "compile": compiled(eager)}[impl]
+    front_end, _ = LOSSES[loss]
+    fn = {"fastclust": front_end.fn, "eager": front_end.reference, "compile": compiled(front_end.reference)}[impl]
     return lambda *views: fn(*views, tau=TAU)
 
 
 def make_inputs(loss, n, d, device=DEVICE):
-    g = torch.Generator().manual_seed(0)
-    return [torch.randn(n, d, generator=g).to(device).requires_grad_() for _ in range(LOSSES[loss][2])]
+    return inputs_of(LOSSES[loss][0], n, d, device)
 
 
 def cases():
-    for loss, (_, _, _, sizes) in LOSSES.items():
+    for loss, (_, sizes) in LOSSES.items():
         for n in sizes:
             for impl in ("fastclust", "eager", "compile"):
                 if n <= MAX_N and (impl == "fastclust" or n <= EAGER_MAX_N) and (n < 65536 or DEVICE == "cuda"):

@@ -8,29 +8,25 @@ FASTCLUST_BENCH_MAX_N caps n (default: 65536 on CPU, 131072 on CUDA); n >= 65536
 import os
 
 import pytest
-import torch
 
-import fastclust
-from fastclust import reference
-from common import DEVICE, compiled, record_peak_memory, time_case
+from fastclust.ops.pairwise import DAC_LOSS, DSEC_LOSS
+from common import DEVICE, compiled, inputs_of, record_peak_memory, time_case
 
 MAX_N = int(os.environ.get("FASTCLUST_BENCH_MAX_N", 131072 if DEVICE == "cuda" else 65536))
 # Largest n whose n x n float32 matrices eager PyTorch can hold several of.
 EAGER_MAX_N = 16384 if DEVICE == "cuda" else 4096
 U, L = 0.9, 0.4
-LOSSES = {"dac": (fastclust.dac_loss, reference.dac_loss),
-          "dsec": (fastclust.dsec_loss, reference.dsec_loss)}
+# Each loss's front end (fastclust.ops.family: the function, its eager twin, its inputs).
+LOSSES = {"dac": DAC_LOSS, "dsec": DSEC_LOSS}
 
 
 def implementation(impl, loss):
-    fused, eager = LOSSES[loss]
-    return {"fastclust": fused, "eager": eager, "compile": compiled(eager)}[impl]
+    front_end = LOSSES[loss]
+    return {"fastclust": front_end.fn, "eager": front_end.reference, "compile": compiled(front_end.reference)}[impl]
 
 
 def make_inputs(n, k, device=DEVICE):
-    g = torch.Generator().manual_seed(0)
-    feats = (torch.randn(n, k, generator=g) * 3).to(device).requires_grad_()
-    return [feats, U, L]
+    return [*inputs_of(DAC_LOSS, n, k, device), U, L]
 
 
 def cases():

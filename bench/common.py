@@ -39,6 +39,12 @@ def compiled(fn):
     return _compiled[fn]
 
 
+def inputs_of(front_end, n, width, device=DEVICE):
+    """The front end's realistic inputs at n rows of ``width`` columns, from its family's
+    declaration (fastclust.ops.family), as float32 leaves that require grad."""
+    return [t.float().to(device).requires_grad_() for t in front_end.inputs(n, width)]
+
+
 def synchronize():
     if DEVICE == "cuda":
         torch.cuda.synchronize()

@@ -133,7 +133,7 @@ def normalize_rows(x):
 
 def _self_mask(rows, cols, self_offset, device):
     """True at (r, r + self_offset): the column left out of row r's sum."""
-    if self_offset < 0:
+    if self_offset is None or self_offset < 0:
         return torch.zeros(rows, cols, dtype=torch.bool, device=device)
     r = torch.arange(rows, device=device)
     return r[:, None] + self_offset == torch.arange(cols, device=device)[None, :]
@@ -141,7 +141,7 @@ def _self_mask(rows, cols, self_offset, device):
 
 def row_logsumexp(queries, keys, tau, self_offset):
     """Twin of ``torch.ops.fastclust.row_logsumexp``: ``log sum_c exp(q_r . k_c / tau)`` per
-    query row, leaving out the column ``c = r + self_offset`` (``self_offset < 0``: none)."""
+    query row, leaving out the column ``c = r + self_offset`` (``None`` or negative: none)."""
     S = (queries @ keys.T / tau).masked_fill(
         _self_mask(queries.shape[0], keys.shape[0], self_offset, queries.device), float("-inf"))
     return torch.logsumexp(S, dim=1)

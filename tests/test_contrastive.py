@@ -2,11 +2,10 @@ import math
 
 import pytest
 import torch
-from torch.library import opcheck
 
 import fastclust
 from fastclust import reference
-from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
+from helpers import assert_accurate, needs_cuda
 
 OPS = torch.ops.fastclust
 NS = (1, 2, 3, 37, 257)
@@ -32,44 +31,6 @@ def assert_same_loss_and_grads(got, want, rtol=1e-10, atol=1e-12):
 
 
 # ---- values and gradients against the eager reference ----
-
-@pytest.mark.parametrize("exclude_self", [True, False])
-@pytest.mark.parametrize("d", DS)
-@pytest.mark.parametrize("n", NS)
-def test_nt_xent_matches_reference_float64(n, d, exclude_self):
-    z = views(2, n, d, seed=n * 7 + d)
-    for tau in (0.1, 0.5, 2.0):
-        got = value_and_grads(fastclust.nt_xent_loss, z, tau=tau, exclude_self=exclude_self)
-        want = value_and_grads(reference.nt_xent_loss, z, tau=tau, exclude_self=exclude_self)
-        assert_same_loss_and_grads(got, want)
-
-
-@pytest.mark.parametrize("d", DS)
-@pytest.mark.parametrize("n", NS)
-def test_semantic_matches_reference_float64(n, d):
-    x = views(4, n, d, seed=n * 11 + d)
-    for tau in (0.2, 1.0):
-        got = value_and_grads(fastclust.semantic_contrastive_loss, x, tau=tau)
-        want = value_and_grads(reference.semantic_contrastive_loss, x, tau=tau)
-        assert_same_loss_and_grads(got, want)
-
-
-@pytest.mark.parametrize("rows,cols", [(37, 81), (81, 37), (64, 64), (1, 130), (130, 1),
-                                       (300, 700), (700, 300)])
-@pytest.mark.parametrize("self_offset", [None, 0, 5, 36, 500])
-def test_row_logsumexp_rectangular_block(rows, cols, self_offset):
-    q, = views(1, rows, 9, seed=1)
-    k, = views(1, cols, 9, seed=2)
-    q, k = reference.normalize_rows(q), reference.normalize_rows(k)
-    offset = -1 if self_offset is None else self_offset
-    # Row weights make the gradient check every row's share, not just their sum.
-    w = torch.rand(rows, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(fastclust.row_logsumexp(q, k, 0.3, self_offset),
-                               reference.row_logsumexp(q, k, 0.3, offset), rtol=1e-12, atol=1e-12)
-    gw = value_and_grads(lambda a, b: fastclust.row_logsumexp(a, b, 0.3, self_offset) @ w, [q, k])
-    ww = value_and_grads(lambda a, b: reference.row_logsumexp(a, b, 0.3, offset) @ w, [q, k])
-    assert_same_loss_and_grads(gw, ww)
-
 
 def test_row_logsumexp_self_offset_is_the_global_column():
     # Local rows 3..5 of a 7-row batch against the whole batch: each leaves out its own row.
@@ -137,21 +98,6 @@ def test_semantic_hand_computed():
 
 # ---- robustness ----
 
-def test_all_zero_row():
-    z_a, z_b = views(2, 6, 4)
-    z_a[2] = 0
-    got = value_and_grads(fastclust.nt_xent_loss, [z_a, z_b])
-    want = value_and_grads(reference.nt_xent_loss, [z_a, z_b])
-    assert torch.isfinite(got[0]) and all(torch.isfinite(g).all() for g in got[1])
-    assert_same_loss_and_grads(got, want)
-    x = views(4, 6, 4, seed=1)
-    x[3][0] = 0
-    got = value_and_grads(fastclust.semantic_contrastive_loss, x)
-    want = value_and_grads(reference.semantic_contrastive_loss, x)
-    assert torch.isfinite(got[0]) and all(torch.isfinite(g).all() for g in got[1])
-    assert_same_loss_and_grads(got, want)
-
-
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_input(bad):
     z_a, z_b = views(2, 70, 3)
@@ -165,100 +111,11 @@ def test_non_finite_input(bad):
     torch.testing.assert_close(got, want, equal_nan=True)
 
 
-def test_non_contiguous():
-    base = views(4, 16, 40)
-    x = [t.t() for t in base]  # (40, 16), column-major
-    assert not x[0].is_contiguous()
-    c = [t.contiguous() for t in x]
-    torch.testing.assert_close(fastclust.nt_xent_loss(x[0], x[1]), reference.nt_xent_loss(c[0], c[1]))
-    torch.testing.assert_close(fastclust.semantic_contrastive_loss(*x),
-                               reference.semantic_contrastive_loss(*c))
-    q, k = base[0][::2, ::2], base[1][:, 1::2]  # strided rows and features
-    assert not q.is_contiguous() and not k.is_contiguous()
-    torch.testing.assert_close(fastclust.row_logsumexp(q, k, 0.5),
-                               reference.row_logsumexp(q.contiguous(), k.contiguous(), 0.5, -1))
-
-
-@devices
-def test_deterministic(device):
-    x = views(4, 300, 33, dtype=torch.float32, device=device)
-    # A rank's few rows against a gathered batch: a single row tile, run on the calling thread.
-    local, gathered = views(2, 2000, 128, dtype=torch.float32, device=device, seed=1)
-    runs = []
-    threads = torch.get_num_threads()
-    many = max(threads, 2)  # under OMP_NUM_THREADS=1 too
-    try:
-        for num_threads in (many, 1, many):
-            torch.set_num_threads(num_threads)
-            runs.append((value_and_grads(fastclust.nt_xent_loss, x[:2]),
-                         value_and_grads(fastclust.semantic_contrastive_loss, x),
-                         value_and_grads(lambda q, k: fastclust.row_logsumexp(q, k, 0.2, 5).sum(),
-                                         [local[:50], gathered])))
-    finally:
-        torch.set_num_threads(threads)
-    for run in runs[1:]:
-        for (loss, grads), (loss0, grads0) in zip(run, runs[0]):
-            assert torch.equal(loss, loss0)
-            assert all(torch.equal(g, g0) for g, g0 in zip(grads, grads0))
-
-
-@devices
-def test_low_precision_accuracy(device):
-    for dtype in low_precision_dtypes(device):
-        for name, fn, ref, count in (("nt_xent", fastclust.nt_xent_loss, reference.nt_xent_loss, 2),
-                                     ("semantic", fastclust.semantic_contrastive_loss,
-                                      reference.semantic_contrastive_loss, 4)):
-            x64 = views(count, 300, 64, device=device)
-            tau = 0.2
-            want = value_and_grads(ref, x64, tau=tau)
-            x = [t.to(dtype) for t in x64]
-            got = value_and_grads(fn, x, tau=tau)
-            eager = value_and_grads(ref, x, tau=tau)
-            assert got[0].dtype == torch.float32
-            assert_accurate(got[0], eager[0], want[0], name=f"{name} {dtype} loss")
-            for i, (g, e, w) in enumerate(zip(got[1], eager[1], want[1])):
-                assert g.dtype == dtype
-                assert_accurate(g, e, w, name=f"{name} {dtype} grad {i}")
-
-
 # ---- autograd, registration, compile ----
 
-def test_gradcheck():
-    z = [t.requires_grad_() for t in views(2, 4, 3, seed=5)]
-    for exclude_self in (True, False):
-        assert torch.autograd.gradcheck(
-            lambda a, b: fastclust.nt_xent_loss(a, b, tau=0.4, exclude_self=exclude_self), z)
-    x = [t.requires_grad_() for t in views(4, 3, 5, seed=6)]
-    assert torch.autograd.gradcheck(lambda *t: fastclust.semantic_contrastive_loss(*t, tau=0.6), x)
-    q, k = (t.requires_grad_() for t in views(2, 5, 3, seed=7))
-    w = torch.rand(5, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda a, b: fastclust.row_logsumexp(a, b, 0.7, 1) @ w, (q, k[:4]))
+def test_gradcheck_normalize_rows():
+    (q,) = (t.requires_grad_() for t in views(1, 5, 3, seed=7))
     assert torch.autograd.gradcheck(lambda t: OPS.normalize_rows(t), (q,))
-
-
-def test_opcheck():
-    q = torch.randn(9, 4, requires_grad=True)
-    k = torch.randn(5, 4, requires_grad=True)
-    for self_offset in (-1, 0, 2):
-        opcheck(OPS.row_logsumexp.default, (q, k, 0.5, self_offset))
-        lse = OPS.row_logsumexp(q.detach(), k.detach(), 0.5, self_offset)
-        opcheck(OPS.row_logsumexp_backward.default,
-                (torch.randn(9), q.detach(), k.detach(), lse, 0.5, self_offset))
-    opcheck(OPS.normalize_rows.default, (q,))
-    opcheck(OPS.normalize_rows_backward.default, (torch.randn(9, 4), q.detach()))
-
-
-@pytest.mark.parametrize("name", ["nt_xent", "semantic"])
-def test_torch_compile_fullgraph(name):
-    if name == "nt_xent":
-        fn, inputs = (lambda a, b: fastclust.nt_xent_loss(a, b, tau=0.3)), views(2, 40, 6, torch.float32)
-    else:
-        fn, inputs = (lambda *t: fastclust.semantic_contrastive_loss(*t, tau=0.3)), views(4, 40, 6, torch.float32)
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    got, want = value_and_grads(compiled, inputs), value_and_grads(fn, inputs)
-    torch.testing.assert_close(got[0], want[0])
-    for g, w in zip(got[1], want[1]):
-        torch.testing.assert_close(g, w)
 
 
 def test_torch_compile_inductor():
@@ -344,20 +201,6 @@ def test_device_mismatch():
         fastclust.nt_xent_loss(_z(4, 3, device="cuda"), _z(4, 3))
     with pytest.raises(RuntimeError, match="keys is on cpu but queries is on cuda"):
         OPS.row_logsumexp(_z(4, 3, device="cuda"), _z(4, 3), 1.0, -1)
-
-
-@needs_cuda
-@pytest.mark.parametrize("exclude_self", [True, False])
-@pytest.mark.parametrize("n,d", [(1, 1), (3, 2), (37, 3), (257, 128), (1000, 64), (1100, 7)])
-def test_cuda_matches_cpu_float64(n, d, exclude_self):
-    z = views(2, n, d, seed=n + d)
-    got = value_and_grads(fastclust.nt_xent_loss, [t.cuda() for t in z], tau=0.3, exclude_self=exclude_self)
-    want = value_and_grads(fastclust.nt_xent_loss, z, tau=0.3, exclude_self=exclude_self)
-    assert_same_loss_and_grads((got[0].cpu(), [g.cpu() for g in got[1]]), want)
-    x = views(4, n, d, seed=n * d)
-    got = value_and_grads(fastclust.semantic_contrastive_loss, [t.cuda() for t in x], tau=0.3)
-    want = value_and_grads(fastclust.semantic_contrastive_loss, x, tau=0.3)
-    assert_same_loss_and_grads((got[0].cpu(), [g.cpu() for g in got[1]]), want)
 
 
 @needs_cuda

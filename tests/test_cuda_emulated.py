@@ -1,7 +1,7 @@
 """Every kernel of csrc/cuda, forward and backward, over shapes that hit every tile edge, every
 option and dtype: run on CPU threads by the emulated-CUDA build (torch.ops.fastclust_emu, built
 with FASTCLUST_CUDA_EMU=1) and, where a GPU is present, on it (torch.ops.fastclust on CUDA
-tensors). One matrix serves both.
+tensors). One matrix serves both; the cases are each op family's (fastclust.ops.family).
 
 Each case is compared with the CPU kernel on the same values: half-precision inputs are given
 to it upcast to float32, which holds them exactly, so the two differ only in the order of their
@@ -14,7 +14,8 @@ import itertools
 import pytest
 import torch
 
-from fastclust import reference
+from fastclust.ops import FAMILIES
+from fastclust.ops.family import DTYPES, HALF
 
 try:
     import fastclust._C_emu  # noqa: F401  (registers torch.ops.fastclust_emu.*)
@@ -25,8 +26,6 @@ except ImportError:
 
 pytestmark = pytest.mark.cuda_emu
 CPU = torch.ops.fastclust
-HALF = (torch.float16, torch.bfloat16)
-DTYPES = (torch.float64, torch.float32, *HALF)
 # Error allowed, relative to the largest magnitude of the expected output (or 1), by the output's
 # dtype: float32 sums in another order, and up to two roundings of a 16-bit output.
 RTOL = {torch.float64: 1e-11, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
@@ -71,180 +70,8 @@ def multiprocessors(request, monkeypatch):
         monkeypatch.setenv("FASTCLUST_EMU_SMS", str(b.sms))
 
 
-@dataclasses.dataclass
-class Case:
-    """One call of one op: ``build(dtype)`` returns its arguments as CPU tensors and numbers."""
-    op: str
-    label: str
-    build: object
-    dtypes: tuple = DTYPES
-    uses_sms: bool = False  # its kernels split their work by the multiprocessor count
-    reference: object = None  # the op's eager twin, for forward cases
-
-    @property
-    def id(self):
-        return f"{self.op}-{self.label}"
-
-
-def randn(*shape, seed, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
-
-
-def rounded(t, dtype):
-    """``t`` as ``dtype`` (the values every backend then sees)."""
-    return t.to(dtype)
-
-
-def far_thresholds(values):
-    """(u, l) at least a margin away from every value, so that no pair's selection can flip
-    between two correct summation orders."""
-    v = values.flatten().double()
-    lo, hi = v.min().item() - 0.1, v.max().item() + 0.1
-    candidates = torch.linspace(lo, hi, 203, dtype=torch.float64)[1:-1]
-    dist = (v[None, :] - candidates[:, None]).abs().min(1).values
-    upper, lower = candidates[len(candidates) // 2:], candidates[:len(candidates) // 2]
-    u = upper[dist[len(candidates) // 2:].argmax()].item()
-    l = lower[dist[:len(candidates) // 2].argmax()].item()
-    return u, l
-
-
-# ---- the cases ----
-
-def restraint_cases():
-    for (n, k), p in [((1, 1), 2.0), ((7, 31), 2.0), ((8, 32), 2.0), ((9, 33), 1.0), ((9, 33), 3.5),
-                      ((70, 100), 2.0)]:
-        def forward(dtype, n=n, k=k, p=p):
-            return [rounded(randn(n, k, seed=n + k, scale=3), dtype), p]
-
-        def backward(dtype, n=n, k=k, p=p):
-            out = reference.restraint(rounded(randn(n, k, seed=n + k, scale=3), dtype).double(), p)
-            return [rounded(randn(n, k, seed=n * k), dtype), rounded(out, dtype), p]
-
-        yield Case("restraint", f"{n}x{k}-p{p}", forward, reference=reference.restraint)
-        yield Case("restraint_backward", f"{n}x{k}-p{p}", backward)
-
-
-def normalize_rows_cases():
-    for n, d in [(1, 1), (7, 31), (8, 32), (9, 33), (70, 128)]:
-        def inputs(dtype, n=n, d=d):
-            x = randn(n, d, seed=n + d)
-            x[n // 2] = 0  # a zero row: the norm floor
-            return rounded(x, dtype)
-
-        yield Case("normalize_rows", f"{n}x{d}", lambda dtype, f=inputs: [f(dtype)],
-                   reference=reference.normalize_rows)
-        yield Case("normalize_rows_backward", f"{n}x{d}",
-                   lambda dtype, f=inputs, n=n, d=d: [rounded(randn(n, d, seed=3), dtype), f(dtype)])
-
-
-def pairwise_cases():
-    # Symmetric: tiles of 64 x 64 (forward) and 32 rows (backward), features staged 16 (SIMT)
-    # and 32 (tensor cores, and the backward's columns) at a time.
-    symmetric = [(n, None, k) for n, k in [(1, 1), (31, 15), (32, 16), (33, 17), (63, 31), (64, 32),
-                                           (65, 33), (130, 70)]]
-    blocks = [(37, 81, 9), (81, 37, 9), (64, 129, 16), (1, 65, 3)]
-    for (n, m, k), kind, selector in itertools.product(symmetric + blocks, (reference.DAC, reference.DSEC),
-                                                      (False, True)):
-        ks = max(1, k // 2)
-
-        def args(dtype, n=n, m=m, k=k, kind=kind, selector=selector, ks=ks):
-            def side(rows, width, seed):
-                return rounded(reference.restraint(randn(rows, width, seed=seed, scale=4), 2.0), dtype)
-
-            rows = side(n, k, n + k)
-            cols = None if m is None else side(m, k, m + 2 * k)
-            sel_rows = side(n, ks, 5) if selector else None
-            sel_cols = side(m, ks, 6) if selector and m is not None else None
-            on_rows = rows if sel_rows is None else sel_rows
-            on_cols = (cols if sel_rows is None else sel_cols)
-            on_cols = on_rows if on_cols is None else on_cols
-            sim = on_rows.double() @ on_cols.double().T
-            if kind == reference.DSEC:
-                sim = sim / on_rows.double().norm(dim=1)[:, None] / on_cols.double().norm(dim=1)[None, :]
-            u, l = far_thresholds(sim)
-            return [rows, cols, sel_rows, sel_cols, u, l, kind, 1e-7]
-
-        label = f"{n}x{m or n}x{k}-{kind}" + ("-select" if selector else "")
-        yield Case("pairwise_loss", label, args, reference=reference.pairwise_loss)
-        yield Case("pairwise_loss_backward", label,
-                   lambda dtype, f=args: [torch.tensor(0.75, dtype=torch.float64), *f(dtype)])
-
-
-def row_logsumexp_cases():
-    # Query tiles of 64 rows, key tiles of 64 columns, and key splits by multiprocessor count.
-    shapes = [(1, 1, 1), (63, 65, 15), (64, 64, 16), (65, 63, 17), (200, 300, 33), (37, 700, 128)]
-    for (rows, cols, d), offset in itertools.product(shapes, (-1, 0, 5)):
-        if offset >= cols:
-            continue
-
-        def args(dtype, rows=rows, cols=cols, d=d, offset=offset):
-            q = rounded(reference.normalize_rows(randn(rows, d, seed=rows + d)), dtype)
-            k = rounded(reference.normalize_rows(randn(cols, d, seed=cols + 2 * d)), dtype)
-            return [q, k, 0.3, offset]
-
-        def backward(dtype, f=args, rows=rows):
-            q, k, tau, offset = f(dtype)
-            acc = torch.float32 if dtype in HALF else dtype
-            lse = CPU.row_logsumexp(q.double(), k.double(), tau, offset).to(acc)
-            return [randn(rows, seed=7).to(acc), q, k, lse, tau, offset]
-
-        label = f"{rows}x{cols}x{d}-self{offset}"
-        yield Case("row_logsumexp", label, args, uses_sms=True, reference=reference.row_logsumexp)
-        yield Case("row_logsumexp_backward", label, backward, uses_sms=True)
-
-
-COLUMN_KINDS = (reference.PICA, reference.CLUSTER_CONTRASTIVE)
-
-
-def column_cases():
-    # Gram tiles of 64 columns, rows staged 16 at a time, split over n by multiprocessor count.
-    shapes = [(1, 1), (15, 63), (16, 64), (17, 65), (200, 130), (1000, 10)]
-    for (n, k), full_gram in itertools.product(shapes, (False, True)):
-        def views(dtype, n=n, k=k):
-            return [rounded(randn(n, k, seed=n + k, scale=3).softmax(1), dtype),
-                    rounded(randn(n, k, seed=n + 2 * k, scale=3).softmax(1), dtype)]
-
-        def backward(dtype, f=views, k=k, full_gram=full_gram, present=(True, True, True)):
-            side = 2 * k if full_gram else k
-            grads = [randn(side, side, seed=1), randn(2 * k, seed=2), randn(2 * k, seed=3)]
-            grads = [g.float() if dtype in HALF else g.to(dtype) for g in grads]
-            return [g if keep else None for g, keep in zip(grads, present)] + [*f(dtype), full_gram]
-
-        label = f"{n}x{k}-" + ("full" if full_gram else "cross")
-        yield Case("column_stats", label, lambda dtype, f=views, fg=full_gram: [*f(dtype), fg],
-                   uses_sms=True, reference=reference.column_stats)
-        yield Case("column_stats_backward", label, backward)
-        for present in [(True, False, False), (False, True, True)]:
-            yield Case("column_stats_backward", label + "-grads" + "".join("gqs"[i] for i in range(3) if present[i]),
-                       lambda dtype, f=backward, present=present: f(dtype, present=present))
-    for (n, k), kind in itertools.product([(1, 2), (17, 65), (300, 70)], COLUMN_KINDS):
-        def fused(dtype, n=n, k=k, kind=kind):
-            a = rounded(randn(n, k, seed=n, scale=3).softmax(1), dtype)
-            b = rounded(randn(n, k, seed=k, scale=3).softmax(1), dtype)
-            return [a, b, kind, 0.5 if kind == reference.CLUSTER_CONTRASTIVE else 1.0, 1.5]
-
-        yield Case("column_loss", f"{n}x{k}-{kind}", fused, uses_sms=True, reference=column_loss_reference)
-    for k, kind in itertools.product([2, 10, 70, 130], COLUMN_KINDS):
-        def from_stats(dtype, k=k, kind=kind):
-            a, b = (randn(257, k, seed=s, scale=3).softmax(1) for s in (k, k + 1))
-            full_gram = kind == reference.CLUSTER_CONTRASTIVE
-            return [*(t.to(dtype) for t in reference.column_stats(a, b, full_gram)), kind,
-                    0.5 if full_gram else 1.0, 1.5]
-
-        yield Case("column_loss_from_stats", f"k{k}-{kind}", from_stats,
-                   dtypes=(torch.float64, torch.float32))
-
-
-def column_loss_reference(a, b, kind, tau, weight):
-    """The first three outputs of column_loss (loss, cross-entropy, entropy term)."""
-    if kind == reference.PICA:
-        return reference.pica_loss(a, b, lam=weight, return_parts=True)
-    return reference.cluster_contrastive_loss(a, b, tau=tau, entropy_weight=weight, return_parts=True)
-
-
-CASES = [*restraint_cases(), *normalize_rows_cases(), *pairwise_cases(), *row_logsumexp_cases(),
-         *column_cases()]
+# Every registered op's cases, from its family's declaration.
+CASES = [case for family in FAMILIES for case in family.op_cases()]
 
 
 # ---- running and comparing ----
@@ -391,8 +218,3 @@ def test_emulated_multiprocessor_count_is_checked(monkeypatch):
     a = torch.rand(5, 3)
     with pytest.raises(RuntimeError, match="FASTCLUST_EMU_SMS must be a number of multiprocessors"):
         torch.ops.fastclust_emu.column_stats(a, a, False)
-
-
-def test_every_op_has_a_case():
-    schemas = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("fastclust::")}
-    assert schemas == {c.op for c in CASES}, "every op of csrc/schemas.h needs cases here"

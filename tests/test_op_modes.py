@@ -1,81 +1,74 @@
-"""Every front end beyond first-order reverse mode in float32/float64: second derivatives are
-right or refused with an error naming the op, forward-mode AD is refused (never a silent zero or
-None), and autocast regions compute in float32. (Half-precision inputs on the CPU: each family's
-test_low_precision_accuracy.)"""
+"""Every front end beyond first-order reverse mode in float32/float64, from its family's
+declaration: second derivatives are right where the declaration says they are computed and
+refused with an error naming the op where not, forward-mode AD is refused (never a silent zero
+or None), and autocast regions compute in float32. (Half-precision inputs on the CPU:
+tests/test_op_families.py, test_low_precision_accuracy.)"""
 import pytest
 import torch
 import torch.autograd.forward_ad as forward_ad
 from torch.autograd import gradgradcheck
 
-import fastclust
 from fastclust import reference
+from fastclust.ops import FAMILIES
+from fastclust.ops.family import randn
 
 OPS = torch.ops.fastclust
+FRONT_ENDS = [fe for family in FAMILIES for fe in family.front_ends]
 
 
-def _x(n=6, k=3, seed=0):
+def params(front_ends, pick=lambda fe: fe.gradcheck):
+    return [pytest.param(fe, s, id=f"{fe.name}-{s.label}") for fe in front_ends for s in pick(fe)]
+
+
+def floating_outputs(fn, sample):
+    """``fn`` as a function of the sample's tensors, returning its floating outputs."""
+    kwargs = sample.kwargs()
+
+    def call(*tensors):
+        out = fn(*tensors, **kwargs)
+        return tuple(o for o in (out if isinstance(out, tuple) else (out,)) if o.is_floating_point())
+    return call
+
+
+def weighted_sum(outputs, seed=5):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, k, generator=g, dtype=torch.float64)
+    return sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64)).sum() for o in outputs)
 
 
-def _selector(t):
-    return _x(*t.shape, seed=1).to(t.dtype)
-
-
-# Each front end as a function of one (n, k) tensor, and its eager twin. Thresholds sit far from
-# every similarity of _x(), so that a finite-difference step cannot flip a pair's selection.
-SUPPORTED = {
-    "restraint": (lambda t: fastclust.restraint(t, 2.5), lambda t: reference.restraint(t, 2.5)),
-    "dac_loss": (lambda t: fastclust.dac_loss(t, 0.6, 0.4), lambda t: reference.dac_loss(t, 0.6, 0.4)),
-    "dsec_loss": (lambda t: fastclust.dsec_loss(t, 0.6, 0.4), lambda t: reference.dsec_loss(t, 0.6, 0.4)),
-    "dac_loss select": (lambda t: fastclust.dac_loss(t, 0.6, 0.4, select=_selector(t)),
-                        lambda t: reference.dac_loss(t, 0.6, 0.4, select=_selector(t))),
-    "nt_xent_loss": (lambda t: fastclust.nt_xent_loss(t, 2 * t + 1, tau=0.7),
-                     lambda t: reference.nt_xent_loss(t, 2 * t + 1, tau=0.7)),
-    "semantic_contrastive_loss": (
-        lambda t: fastclust.semantic_contrastive_loss(t, t + 1, t * t, t - 2, tau=0.5),
-        lambda t: reference.semantic_contrastive_loss(t, t + 1, t * t, t - 2, tau=0.5)),
-    "row_logsumexp": (lambda t: fastclust.row_logsumexp(t, 3 * t[:4], 0.5, 1),
-                      lambda t: reference.row_logsumexp(t, 3 * t[:4], 0.5, 1)),
-}
-REFUSED = {
-    "asv_similarity": lambda t: fastclust.asv_similarity(t.softmax(1), t.exp()),
-    "pica_loss": lambda t: fastclust.pica_loss(t.softmax(1), t.exp()),
-    "cluster_contrastive_loss": lambda t: fastclust.cluster_contrastive_loss(t.softmax(1), t.exp()),
-}
-EVERY = {**{name: fn for name, (fn, _) in SUPPORTED.items()}, **REFUSED}
-
-
-@pytest.mark.parametrize("name", list(SUPPORTED))
-def test_second_derivatives(name):
-    fn, twin = SUPPORTED[name]
-    x = _x().requires_grad_()
+@pytest.mark.parametrize("fe,sample", params([fe for fe in FRONT_ENDS if fe.double_backward]))
+def test_second_derivatives(fe, sample):
+    fn, twin = floating_outputs(fe.fn, sample), floating_outputs(fe.reference, sample)
+    inputs = sample.inputs()
     # Recorded for a second derivative, the first is unchanged.
-    (recorded,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
-    torch.testing.assert_close(recorded, torch.autograd.grad(fn(x).sum(), x)[0])
-    assert gradgradcheck(fn, (x,))
+    recorded = torch.autograd.grad(weighted_sum(fn(*inputs)), inputs, create_graph=True)
+    plain = torch.autograd.grad(weighted_sum(fn(*inputs)), inputs)
+    torch.testing.assert_close(recorded, plain)
+    assert gradgradcheck(fn, inputs)
     # A Hessian-vector product equals the eager twin's.
-    v = _x(seed=2)
+    vectors = [randn(*t.shape, seed=2) for t in inputs]
 
     def hvp(f):
-        out = f(x)
-        (g,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=True)
-        return torch.autograd.grad((g * v).sum(), x)[0]
+        grads = torch.autograd.grad(weighted_sum(f(*inputs)), inputs, create_graph=True)
+        return torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, vectors)), inputs)
 
     got, want = hvp(fn), hvp(twin)
-    assert got.abs().max() > 0
+    assert max(g.abs().max() for g in got) > 0
     torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("name", list(REFUSED))
-def test_second_derivatives_refused(name):
-    fn = REFUSED[name]
-    x = _x().requires_grad_()
-    plain = torch.autograd.grad(fn(x).sum(), x)[0]
-    (g,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
-    torch.testing.assert_close(g, plain)  # the first derivative itself is unchanged
-    with pytest.raises(RuntimeError, match="pica_loss / cluster_contrastive_loss: a gradient of its gradient"):
-        torch.autograd.grad(g.sum(), x)
+@pytest.mark.parametrize("fe,sample", params([fe for fe in FRONT_ENDS if not fe.double_backward]))
+def test_second_derivatives_refused(fe, sample):
+    fn = floating_outputs(fe.fn, sample)
+    inputs = sample.inputs()
+    plain = torch.autograd.grad(weighted_sum(fn(*inputs)), inputs)
+    grads = torch.autograd.grad(weighted_sum(fn(*inputs)), inputs, create_graph=True)
+    torch.testing.assert_close(grads, plain)  # the first derivative itself is unchanged
+    with pytest.raises(RuntimeError, match=f"{fe.name}.*: a gradient of its gradient"):
+        torch.autograd.grad(sum(g.sum() for g in grads), inputs)
+
+
+def _x(n=6, k=3):
+    return randn(n, k, seed=0).requires_grad_()
 
 
 @pytest.mark.parametrize("op,args", [
@@ -88,37 +81,37 @@ def test_second_derivatives_refused(name):
 ])
 def test_backward_ops_refuse_their_gradient(op, args):
     # The global-batch paths call these ops in their backward.
-    x = _x().requires_grad_()
+    x = _x()
     out = getattr(OPS, op)(*args(x))
     first = out[0] if isinstance(out, tuple) else out
     with pytest.raises(RuntimeError, match="a gradient of its gradient"):
         torch.autograd.grad(first.sum(), x)
 
 
-@pytest.mark.parametrize("name", list(EVERY))
-def test_forward_mode_refused(name):
-    fn = EVERY[name]
-    x = _x()
-    with pytest.raises(RuntimeError, match="does not support forward-mode AD"):
-        torch.func.jvp(fn, (x,), (torch.ones_like(x),))
+@pytest.mark.parametrize("fe,sample", params(FRONT_ENDS, lambda fe: fe.gradcheck[:1]))
+def test_forward_mode_refused(fe, sample):
+    fn = floating_outputs(fe.fn, sample)
+    inputs = [t.detach() for t in sample.inputs()]
+    tangents = [torch.ones_like(t) for t in inputs]
+    with pytest.raises(RuntimeError, match=f"{fe.name} does not support forward-mode AD"):
+        torch.func.jvp(fn, tuple(inputs), tuple(tangents))
     with forward_ad.dual_level(), pytest.raises(RuntimeError, match="does not support forward-mode AD"):
-        fn(forward_ad.make_dual(x, torch.ones_like(x)))
-    fn(x)  # outside forward mode nothing changes
+        fn(*(forward_ad.make_dual(t, d) for t, d in zip(inputs, tangents)))
+    fn(*inputs)  # outside forward mode nothing changes
 
 
-FORWARD_OPS = ["restraint", "pairwise_loss", "column_stats", "column_loss_from_stats", "column_loss",
-               "normalize_rows", "row_logsumexp"]
+FORWARD_OPS = [op for family in FAMILIES for op in family.ops if not op.endswith("_backward")]
 
 
-@pytest.mark.parametrize("name", list(EVERY))
-def test_autocast_computes_in_float32(name):
-    fn = EVERY[name]
-    x = _x(64, 10).bfloat16()
+@pytest.mark.parametrize("fe,sample", params(FRONT_ENDS, lambda fe: fe.accuracy))
+def test_autocast_computes_in_float32(fe, sample):
+    kwargs = sample.kwargs(torch.bfloat16)
+    inputs = [t.detach() for t in sample.inputs(torch.bfloat16)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = fn(x)
+        got = fe.fn(*inputs, **kwargs)
     outs = got if isinstance(got, tuple) else (got,)
-    assert all(o.dtype == torch.float32 for o in outs)
-    want = fn(x.float())
+    assert all(o.dtype == torch.float32 for o in outs if o.is_floating_point())
+    want = fe.fn(*(t.float() for t in inputs), **sample.kwargs(torch.float32))
     want = want if isinstance(want, tuple) else (want,)
     for g, w in zip(outs, want):
         torch.testing.assert_close(g, w, rtol=2e-2, atol=2e-2)  # the inputs' own bfloat16 steps differ
@@ -132,7 +125,7 @@ def test_autocast_registered_for_both_devices(op):
 
 @pytest.mark.parametrize("op,args,names", [
     ("pairwise_loss", lambda kind: (_x(), None, None, None, 0.6, 0.4, kind, 1e-7), (reference.DAC, reference.DSEC)),
-    ("column_loss", lambda kind: (_x().softmax(1), _x(seed=1).softmax(1), kind, 1.0, 1.0),
+    ("column_loss", lambda kind: (_x().softmax(1), _x().exp(), kind, 1.0, 1.0),
      (reference.PICA, reference.CLUSTER_CONTRASTIVE)),
 ])
 def test_kind_names_agree_with_the_kernels(op, args, names):

@@ -2,16 +2,14 @@ import math
 
 import pytest
 import torch
-from torch.library import opcheck
 
 import fastclust
 from fastclust import reference
-from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
+from helpers import devices, needs_cuda
 
 LOSSES = {"dac": (fastclust.dac_loss, reference.dac_loss),
           "dsec": (fastclust.dsec_loss, reference.dsec_loss)}
 losses = pytest.mark.parametrize("name", list(LOSSES))
-SIZES = [(n, k) for n in (1, 2, 3, 127, 1000) for k in (1, 2, 10, 70, 700)]
 
 
 def features(n, k, dtype=torch.float64, device="cpu", scale=4.0, seed=0):
@@ -25,36 +23,6 @@ def loss_and_grad(fn, x, *args, **kwargs):
     loss, n_pos, n_neg = fn(x, *args, return_stats=True, **kwargs)
     (grad,) = torch.autograd.grad(loss, x)
     return loss.detach(), n_pos, n_neg, grad
-
-
-@losses
-@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
-@pytest.mark.parametrize("n,k", SIZES)
-def test_matches_reference_float64(name, n, k, p):
-    fn, ref = LOSSES[name]
-    x = features(n, k)
-    u, l = (0.8, 0.3) if k > 1 else (1.0, 1.0)  # k = 1: every similarity is exactly 1
-    got = loss_and_grad(fn, x, u, l, p=p)
-    want = loss_and_grad(ref, x, u, l, p=p)
-    assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
-    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(got[3], want[3], rtol=1e-9, atol=1e-12)
-
-
-@losses
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("normalized", [False, True])
-def test_options_match_reference(name, reduction, normalized):
-    fn, ref = LOSSES[name]
-    x = features(50, 6)
-    if normalized:
-        # Norms below 1 keep the diagonal S_ii off DAC's clamp kink at 1, where a last-bit
-        # rounding difference would switch its gradient between -1/S and 0.
-        x = 0.9 * reference.restraint(x, 2.0)
-    got = loss_and_grad(fn, x, 0.7, 0.2, normalized=normalized, reduction=reduction)
-    want = loss_and_grad(ref, x, 0.7, 0.2, normalized=normalized, reduction=reduction)
-    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(got[3], want[3], rtol=1e-9, atol=1e-12)
 
 
 def test_hand_computed():
@@ -153,78 +121,6 @@ def test_select_hand_computed():
     torch.testing.assert_close(grad, torch.tensor([[0.0, -4.0], [-4.0, 0.0]], dtype=torch.float64))
 
 
-@devices
-@losses
-def test_low_precision_accuracy(device, name):
-    fn, ref = LOSSES[name]
-    x64 = features(500, 10, device=device)
-    want = loss_and_grad(ref, x64, 0.8, 0.3)
-    for dtype in low_precision_dtypes(device):
-        x = x64.to(dtype)
-        got = loss_and_grad(fn, x, 0.8, 0.3)
-        eager = loss_and_grad(ref, x, 0.8, 0.3)
-        assert_accurate(got[0], eager[0], want[0], name=f"{dtype} loss")
-        assert_accurate(got[3], eager[3], want[3], name=f"{dtype} grad")
-
-
-@devices
-@losses
-def test_deterministic(device, name):
-    fn, _ = LOSSES[name]
-    x = features(700, 12, dtype=torch.float32, device=device)
-    first = loss_and_grad(fn, x, 0.8, 0.3)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        second = loss_and_grad(fn, x, 0.8, 0.3)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(first[0], second[0]) and torch.equal(first[3], second[3])
-
-
-@losses
-def test_gradcheck(name):
-    fn, _ = LOSSES[name]
-    x = features(6, 3, scale=1.0, seed=3).requires_grad_()
-    # Thresholds far from every similarity: the selection must not flip under perturbation.
-    S = reference.restraint(x.detach(), 2.0) @ reference.restraint(x.detach(), 2.0).T
-    u = (S.max() + S.min()) / 2
-    assert ((S - u).abs() > 1e-3).all()
-    assert torch.autograd.gradcheck(lambda t: fn(t, u.item(), u.item()), (x,))
-
-
-def test_opcheck():
-    rows = reference.restraint(features(9, 4, dtype=torch.float32), 2.0).requires_grad_()
-    cols = reference.restraint(features(5, 4, dtype=torch.float32, seed=1), 2.0).requires_grad_()
-    for kind in (reference.DAC, reference.DSEC):
-        selectors = (reference.restraint(features(9, 3, dtype=torch.float32, seed=2), 2.0),
-                     reference.restraint(features(5, 3, dtype=torch.float32, seed=3), 2.0))
-        for select_rows, select_cols in ((None, None), selectors):
-            symmetric = (rows, None, select_rows, None)
-            block = (rows, cols, select_rows, select_cols)
-            for args in (symmetric, block):
-                opcheck(torch.ops.fastclust.pairwise_loss.default, (*args, 0.7, 0.3, kind, 1e-7))
-                opcheck(torch.ops.fastclust.pairwise_loss_backward.default,
-                        (torch.tensor(0.5), *(None if t is None else t.detach() for t in args),
-                         0.7, 0.3, kind, 1e-7))
-
-
-@losses
-def test_torch_compile_fullgraph(name):
-    fn, _ = LOSSES[name]
-    x = features(40, 6, dtype=torch.float32)
-    compiled = torch.compile(lambda t: fn(t, 0.8, 0.3), fullgraph=True, backend="aot_eager")
-    got, want = loss_and_grad(lambda t, **kw: _with_stats(compiled, t), x), loss_and_grad(fn, x, 0.8, 0.3)
-    torch.testing.assert_close(got[0], want[0])
-    torch.testing.assert_close(got[3], want[3])
-
-
-def _with_stats(fn, t):
-    loss = fn(t)
-    zero = torch.zeros((), dtype=torch.long)
-    return loss, zero, zero
-
-
 def test_torch_compile_inductor():
     x = features(40, 6, dtype=torch.float32).requires_grad_()
     compiled = torch.compile(lambda t: fastclust.dac_loss(t, 0.8, 0.3) * 2, fullgraph=True)
@@ -232,14 +128,6 @@ def test_torch_compile_inductor():
     torch.testing.assert_close(got, fastclust.dac_loss(x, 0.8, 0.3) * 2)
     torch.testing.assert_close(torch.autograd.grad(got, x)[0],
                                torch.autograd.grad(fastclust.dac_loss(x, 0.8, 0.3) * 2, x)[0])
-
-
-@losses
-def test_non_contiguous(name):
-    fn, ref = LOSSES[name]
-    x = features(11, 30).t()  # (30, 11), column-major
-    assert not x.is_contiguous()
-    torch.testing.assert_close(fn(x, 0.8, 0.3), ref(x.contiguous(), 0.8, 0.3))
 
 
 @losses
@@ -339,17 +227,3 @@ def test_device_mismatch():
     with pytest.raises(RuntimeError, match="select is on cpu but feats is on cuda"):
         fastclust.dac_loss(torch.rand(4, 3, device="cuda"), 0.8, 0.3, select=torch.rand(4, 3))
 
-
-@needs_cuda
-@losses
-@pytest.mark.parametrize("n,k", [(1, 1), (3, 2), (127, 70), (1000, 700), (1025, 10)])
-def test_cuda_matches_cpu_float64(name, n, k):
-    fn, _ = LOSSES[name]
-    x = features(n, k)
-    select = features(n, max(1, k // 2), seed=5)
-    for kwargs in ({}, {"select": select}):
-        got = loss_and_grad(fn, x.cuda(), 0.8, 0.3, **{k: v.cuda() for k, v in kwargs.items()})
-        want = loss_and_grad(fn, x, 0.8, 0.3, **kwargs)
-        assert got[1].item() == want[1].item() and got[2].item() == want[2].item()
-        torch.testing.assert_close(got[0].cpu(), want[0], rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(got[3].cpu(), want[3], rtol=1e-9, atol=1e-12)

@@ -13,10 +13,13 @@ at the sizes people train with (n ~ 10^3, k ~ 10^2) the passes take tens of micr
 every op call and autograd node saved counts. For the same reason these ops' autograd is
 registered in C++ (csrc/autograd/column_ops.cpp), not here: only their fake kernels are.
 """
+import itertools
+
 import torch
 
-from .. import distributed
+from .. import distributed, reference
 from ..reference import CLUSTER_CONTRASTIVE, NORM_FLOOR, PICA
+from .family import Family, FrontEnd, OpCase, Sample, randn
 from ._autograd import (OPS, acc_dtype, check_tensors, cpu_half_as_float, flag, float32_under_autocast,
                         refuse_double_backward, refuse_forward_ad, scalar)
 
@@ -146,3 +149,96 @@ def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_pa
     refuse_forward_ad("cluster_contrastive_loss", c_a, c_b)
     return _column_loss(c_a, c_b, CLUSTER_CONTRASTIVE, scalar(tau, "tau"),
                         scalar(entropy_weight, "entropy_weight"), return_parts, group, global_batch)
+
+
+# ---- the family's declaration (fastclust.ops.family) ----
+
+def _probabilities(n, k, seed=0):
+    """Two views of n samples' cluster probabilities (softmax of scaled logits)."""
+    return tuple(randn(n, k, seed=seed + i, scale=3).softmax(1) for i in range(2))
+
+
+def _logits(n, k, seed=0):
+    """Two views of any sign: asv_similarity is defined for any matrix."""
+    return tuple(randn(n, k, seed=seed + i, scale=3) for i in range(2))
+
+
+def _samples(front_end):
+    out = []
+    for n in (1, 3, 127, 768):
+        for k in (2, 10, 70, 700):
+            # k = 700 over-clustering: the 2k x 2k Gram of cluster_contrastive_loss at n = 768
+            # costs seconds on a small CPU.
+            if front_end.name == "cluster_contrastive_loss" and k == 700 and n > 127:
+                continue
+            sample = front_end.sample(f"{n}x{k}", n, k, seed=n + k)
+            if n == 1:
+                # A one-sample column's cosines are signs: the exact gradient is 0, and both
+                # sides return the rounding residue of terms of size 1 / |x|. Entries away from
+                # 0 keep that below the tolerance.
+                sample = Sample(sample.label, tuple(t.abs() + 0.5 for t in sample.tensors), sample.options)
+            out.append(sample)
+    a, b = front_end.inputs(20, 5)
+    a[:, 1], b[:, 3] = 0, 0
+    out.append(Sample("20x5-zero-columns", (a, b), front_end.options))
+    if front_end.name != "asv_similarity":
+        zero = torch.zeros(7, 4, dtype=torch.float64)
+        out.append(Sample("7x4-all-zero", (zero, zero.clone()), front_end.options))
+    return out
+
+
+def _op_cases():
+    # Gram tiles of 64 columns, rows staged 16 at a time, split over n by multiprocessor count.
+    for (n, k), full_gram in itertools.product([(1, 1), (15, 63), (16, 64), (17, 65), (200, 130), (1000, 10)],
+                                               (False, True)):
+        def views(dtype, n=n, k=k):
+            return [t.to(dtype) for t in _probabilities(n, k, seed=n + k)]
+
+        def backward(dtype, f=views, k=k, full_gram=full_gram, present=(True, True, True)):
+            side = 2 * k if full_gram else k
+            grads = [randn(side, side, seed=1), randn(2 * k, seed=2), randn(2 * k, seed=3)]
+            grads = [g.to(acc_dtype(dtype)) for g in grads]
+            return [g if keep else None for g, keep in zip(grads, present)] + [*f(dtype), full_gram]
+
+        label = f"{n}x{k}-" + ("full" if full_gram else "cross")
+        yield OpCase("column_stats", label, lambda dtype, f=views, fg=full_gram: [*f(dtype), fg],
+                     uses_sms=True, reference=reference.column_stats)
+        yield OpCase("column_stats_backward", label, backward)
+        for present in [(True, False, False), (False, True, True)]:
+            yield OpCase("column_stats_backward",
+                         label + "-grads" + "".join("gqs"[i] for i in range(3) if present[i]),
+                         lambda dtype, f=backward, present=present: f(dtype, present=present))
+    for (n, k), kind in itertools.product([(1, 2), (17, 65), (300, 70)], (PICA, CLUSTER_CONTRASTIVE)):
+        def fused(dtype, n=n, k=k, kind=kind):
+            a, b = _probabilities(n, k, seed=n)[0].to(dtype), _probabilities(n, k, seed=k)[0].to(dtype)
+            return [a, b, kind, 0.5 if kind == CLUSTER_CONTRASTIVE else 1.0, 1.5]
+
+        yield OpCase("column_loss", f"{n}x{k}-{kind}", fused, uses_sms=True, reference=_column_loss_twin)
+    for k, kind in itertools.product([2, 10, 70, 130], (PICA, CLUSTER_CONTRASTIVE)):
+        def from_stats(dtype, k=k, kind=kind):
+            full_gram = kind == CLUSTER_CONTRASTIVE
+            stats = reference.column_stats(*_probabilities(257, k, seed=k), full_gram)
+            return [*(t.to(dtype) for t in stats), kind, 0.5 if full_gram else 1.0, 1.5]
+
+        yield OpCase("column_loss_from_stats", f"k{k}-{kind}", from_stats, dtypes=(torch.float64, torch.float32))
+
+
+def _column_loss_twin(a, b, kind, tau, weight):
+    """The first three outputs of column_loss (loss, cross-entropy, entropy term)."""
+    if kind == PICA:
+        return reference.pica_loss(a, b, lam=weight, return_parts=True)
+    return reference.cluster_contrastive_loss(a, b, tau=tau, entropy_weight=weight, return_parts=True)
+
+
+def _front_end(name, fn, twin, inputs, options):
+    return FrontEnd(name, fn, twin, inputs, options, _samples,
+                    accuracy=(Sample("768x70", inputs(768, 70), options),),
+                    gradcheck=(Sample("5x3", inputs(5, 3, seed=4), options),), double_backward=False)
+
+
+FAMILY = Family("columns", (
+    _front_end("asv_similarity", asv_similarity, reference.asv_similarity, _logits, {}),
+    _front_end("pica_loss", pica_loss, reference.pica_loss, _probabilities, {"lam": 2.0, "return_parts": True}),
+    _front_end("cluster_contrastive_loss", cluster_contrastive_loss, reference.cluster_contrastive_loss,
+               _probabilities, {"tau": 0.5, "entropy_weight": 1.5, "return_parts": True}),
+), _op_cases)

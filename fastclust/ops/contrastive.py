@@ -3,11 +3,13 @@ contrastive loss (Eq. 3.4-3.5), both built on one fused op, a row-wise log-sum-e
 rectangular block of cosine similarities computed flash-style (online max / sum over key tiles,
 recomputed in backward): O(n d) memory, no n x n tensor.
 """
+import itertools
 import numbers
 
 import torch
 
 from .. import distributed, reference
+from .family import Family, FrontEnd, OpCase, Sample, randn
 from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
                         float32_under_autocast, fused_backward, refuse_double_backward, refuse_forward_ad,
                         scalar)
@@ -190,3 +192,95 @@ def semantic_contrastive_loss(p_a, p_b, q_a, q_b, *, tau=1.0, group=None, global
     if group is not None:
         (local,) = distributed.sum_over_ranks([local], group)
     return local / (2 * total)
+
+
+# ---- the family's declaration (fastclust.ops.family) ----
+
+def _views(count):
+    def inputs(n, d, seed=0):
+        return tuple(randn(n, d, seed=seed + i) for i in range(count))
+    return inputs
+
+
+def _normalized(rows, d, seed):
+    return reference.normalize_rows(randn(rows, d, seed=seed))
+
+
+def _nt_xent_samples(front_end):
+    out = [front_end.sample(f"{n}x{d}-tau{tau}" + ("" if exclude_self else "-with-self"), n, d,
+                            seed=n * 7 + d, tau=tau, exclude_self=exclude_self)
+           for n in (1, 2, 3, 37, 257) for d in (1, 3, 128) for exclude_self in (True, False)
+           for tau in (0.1, 0.5, 2.0)]
+    z_a, z_b = front_end.inputs(6, 4)
+    z_a[2] = 0
+    return out + [Sample("6x4-zero-row", (z_a, z_b), front_end.options)]
+
+
+def _semantic_samples(front_end):
+    out = [front_end.sample(f"{n}x{d}-tau{tau}", n, d, seed=n * 11 + d, tau=tau)
+           for n in (1, 2, 3, 37, 257) for d in (1, 3, 128) for tau in (0.2, 1.0)]
+    views = front_end.inputs(6, 4, seed=1)
+    views[3][0] = 0
+    return out + [Sample("6x4-zero-row", views, front_end.options)]
+
+
+def _row_logsumexp_samples(front_end):
+    # Rectangular blocks (local rows against gathered keys), every kind of self_offset.
+    return [Sample(f"{rows}x{cols}-self{offset}", (_normalized(rows, 9, 1), _normalized(cols, 9, 2)),
+                   {"tau": 0.3, "self_offset": offset})
+            for rows, cols in ((37, 81), (81, 37), (64, 64), (1, 130), (130, 1), (300, 700), (700, 300))
+            for offset in (None, 0, 5, 36, 500)]
+
+
+def _op_cases():
+    for n, d in [(1, 1), (7, 31), (8, 32), (9, 33), (70, 128)]:
+        def rows(dtype, n=n, d=d):
+            x = randn(n, d, seed=n + d)
+            x[n // 2] = 0  # a zero row: the norm floor
+            return x.to(dtype)
+
+        yield OpCase("normalize_rows", f"{n}x{d}", lambda dtype, f=rows: [f(dtype)],
+                     reference=reference.normalize_rows)
+        yield OpCase("normalize_rows_backward", f"{n}x{d}",
+                     lambda dtype, f=rows, n=n, d=d: [randn(n, d, seed=3).to(dtype), f(dtype)])
+    # Query tiles of 64 rows, key tiles of 64 columns, and key splits by multiprocessor count.
+    shapes = [(1, 1, 1), (63, 65, 15), (64, 64, 16), (65, 63, 17), (200, 300, 33), (37, 700, 128)]
+    for (rows, cols, d), offset in itertools.product(shapes, (_NO_SELF, 0, 5)):
+        if offset >= cols:
+            continue
+
+        def args(dtype, rows=rows, cols=cols, d=d, offset=offset):
+            return [_normalized(rows, d, rows + d).to(dtype), _normalized(cols, d, cols + 2 * d).to(dtype),
+                    0.3, offset]
+
+        def backward(dtype, f=args, rows=rows):
+            q, k, tau, offset = f(dtype)
+            lse = OPS.row_logsumexp(q.double(), k.double(), tau, offset).to(acc_dtype(dtype))
+            return [randn(rows, seed=7).to(acc_dtype(dtype)), q, k, lse, tau, offset]
+
+        label = f"{rows}x{cols}x{d}-self{offset}"
+        yield OpCase("row_logsumexp", label, args, uses_sms=True, reference=reference.row_logsumexp)
+        yield OpCase("row_logsumexp_backward", label, backward, uses_sms=True)
+
+
+NT_XENT = FrontEnd(
+    "nt_xent_loss", nt_xent_loss, reference.nt_xent_loss, _views(2), {"tau": 0.5}, _nt_xent_samples,
+    accuracy=(Sample("300x64", _views(2)(300, 64), {"tau": 0.2}),),
+    gradcheck=tuple(Sample(f"4x3-exclude{e}", _views(2)(4, 3, seed=5), {"tau": 0.4, "exclude_self": e})
+                    for e in (True, False)),
+    double_backward=True)
+SEMANTIC = FrontEnd(
+    "semantic_contrastive_loss", semantic_contrastive_loss, reference.semantic_contrastive_loss, _views(4),
+    {"tau": 1.0}, _semantic_samples,
+    accuracy=(Sample("300x64", _views(4)(300, 64), {"tau": 0.2}),),
+    gradcheck=(Sample("3x5", _views(4)(3, 5, seed=6), {"tau": 0.6}),), double_backward=True)
+ROW_LOGSUMEXP = FrontEnd(
+    "row_logsumexp", row_logsumexp, reference.row_logsumexp,
+    lambda n, d, seed=0: (_normalized(n, d, seed), _normalized(n, d, seed + 1)),
+    {"tau": 0.5, "self_offset": 0}, _row_logsumexp_samples,
+    # A rank's few rows against a gathered batch: a single row tile, run on the calling thread.
+    accuracy=(Sample("50x2000x128-self5", (randn(50, 128, seed=1), randn(2000, 128, seed=2)),
+                     {"tau": 0.2, "self_offset": 5}),),
+    gradcheck=(Sample("5x4x3-self1", (randn(5, 3, seed=7), randn(4, 3, seed=8)), {"tau": 0.7, "self_offset": 1}),),
+    double_backward=True)
+FAMILY = Family("contrastive", (NT_XENT, SEMANTIC, ROW_LOGSUMEXP), _op_cases)

@@ -1,8 +1,11 @@
 """Pairwise clustering losses: DAC (Eq. 6-10) and DSEC (Eq. 2, 8-12) in one fused op each way."""
+import itertools
+
 import torch
 
 from .. import distributed, reference
 from ..reference import DAC, DSEC
+from .family import Family, FrontEnd, OpCase, Sample, far_thresholds, randn
 from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
                         float32_under_autocast, fused_backward, refuse_double_backward, refuse_forward_ad,
                         scalar)
@@ -158,3 +161,96 @@ def dsec_loss(feats, u, l, *, select=None, p=2.0, normalized=False, reduction="m
     """
     return _pairwise(DSEC, feats, u, l, p, normalized, reduction, 0.0, return_stats, group,
                      global_batch, select)
+
+
+# ---- the family's declaration (fastclust.ops.family) ----
+
+def _features(n, k, seed=0):
+    # Scaled logits give a spread of similarities, so every threshold region is populated.
+    return (randn(n, k, seed=seed, scale=4),)
+
+
+def _samples(front_end):
+    out = []
+    for n in (1, 2, 3, 127, 1000):
+        for k in (1, 2, 10, 70, 700):
+            u, l = (0.8, 0.3) if k > 1 else (1.0, 1.0)  # k = 1: every similarity is exactly 1
+            out += [front_end.sample(f"{n}x{k}-p{p}", n, k, seed=n + k, u=u, l=l, p=p)
+                    for p in (1.0, 2.0, 3.0)]
+    for reduction in _REDUCTIONS:
+        out.append(front_end.sample(f"50x6-{reduction}", 50, 6, u=0.7, l=0.2, reduction=reduction))
+        # Norms below 1 keep the diagonal S_ii off DAC's clamp kink at 1, where a last-bit
+        # rounding difference would switch its gradient between -1/S and 0.
+        x = 0.9 * reference.restraint(*_features(50, 6), 2.0)
+        out.append(Sample(f"50x6-{reduction}-normalized", (x,),
+                          {**front_end.options, "u": 0.7, "l": 0.2, "reduction": reduction,
+                           "normalized": True}))
+    for n, k, ks in ((1, 3, 3), (37, 9, 9), (130, 10, 4)):
+        out.append(front_end.sample(f"{n}x{k}-select{ks}", n, k, seed=1, u=0.7, l=0.3,
+                                    select=_features(n, ks, seed=2)[0]))
+    return out
+
+
+def _similarities(rows, cols, kind):
+    """The similarities of restrained ``rows`` x ``cols`` that pairs are selected on (DSEC: cosines)."""
+    similarity = rows.double() @ cols.double().T
+    if kind == DSEC:
+        similarity = similarity / rows.double().norm(dim=1)[:, None] / cols.double().norm(dim=1)[None, :]
+    return similarity
+
+
+def _split_threshold(logits, kind):
+    """A threshold u = l in the widest gap between the off-diagonal similarities of
+    ``restraint(logits)`` (DSEC: cosines): every pair is selected, as a positive or a negative,
+    and none flips under a finite-difference step."""
+    restrained = reference.restraint(logits, 2.0)
+    similarity = _similarities(restrained, restrained, kind)
+    off_diagonal = similarity[~torch.eye(len(similarity), dtype=torch.bool)].sort().values
+    widest = (off_diagonal[1:] - off_diagonal[:-1]).argmax()
+    threshold = (off_diagonal[widest] + off_diagonal[widest + 1]).item() / 2
+    return {"u": threshold, "l": threshold}
+
+
+def _gradcheck_samples(kind):
+    x, select = randn(6, 3, seed=3), randn(6, 2, seed=4, scale=4)
+    return (Sample("6x3", (x,), _split_threshold(x, kind)),
+            Sample("6x3-select", (x,), {**_split_threshold(select, kind), "select": select}))
+
+
+def _op_cases():
+    # Symmetric: tiles of 64 x 64 (forward) and 32 rows (backward), features staged 16 (SIMT)
+    # and 32 (tensor cores, and the backward's columns) at a time.
+    symmetric = [(n, None, k) for n, k in [(1, 1), (31, 15), (32, 16), (33, 17), (63, 31), (64, 32),
+                                           (65, 33), (130, 70)]]
+    blocks = [(37, 81, 9), (81, 37, 9), (64, 129, 16), (1, 65, 3)]
+    for (n, m, k), kind, selector in itertools.product(symmetric + blocks, (DAC, DSEC), (False, True)):
+        def args(dtype, n=n, m=m, k=k, kind=kind, selector=selector, ks=max(1, k // 2)):
+            def side(rows, width, seed):
+                return reference.restraint(randn(rows, width, seed=seed, scale=4), 2.0).to(dtype)
+
+            rows = side(n, k, n + k)
+            cols = None if m is None else side(m, k, m + 2 * k)
+            sel_rows = side(n, ks, 5) if selector else None
+            sel_cols = side(m, ks, 6) if selector and m is not None else None
+            on_rows = rows if sel_rows is None else sel_rows
+            on_cols = cols if sel_rows is None else sel_cols
+            # No selection may flip between two correct summation orders.
+            u, l = far_thresholds(_similarities(on_rows, on_rows if on_cols is None else on_cols, kind))
+            return [rows, cols, sel_rows, sel_cols, u, l, kind, 1e-7]
+
+        label = f"{n}x{m or n}x{k}-{kind}" + ("-select" if selector else "")
+        yield OpCase("pairwise_loss", label, args, reference=reference.pairwise_loss)
+        yield OpCase("pairwise_loss_backward", label,
+                     lambda dtype, f=args: [torch.tensor(0.75, dtype=torch.float64), *f(dtype)])
+
+
+def _front_end(name, fn, twin, kind):
+    return FrontEnd(name, fn, twin, _features, {"u": 0.8, "l": 0.3, "return_stats": True},
+                    _samples, accuracy=(Sample("500x10", _features(500, 10), {"u": 0.8, "l": 0.3,
+                                                                                  "return_stats": True}),),
+                    gradcheck=_gradcheck_samples(kind), double_backward=True)
+
+
+DAC_LOSS, DSEC_LOSS = (_front_end("dac_loss", dac_loss, reference.dac_loss, DAC),
+                       _front_end("dsec_loss", dsec_loss, reference.dsec_loss, DSEC))
+FAMILY = Family("pairwise", (DAC_LOSS, DSEC_LOSS), _op_cases)
