@@ -68,23 +68,16 @@ __global__ void __launch_bounds__(kThreads) pairwise_forward_kernel(
   acc_t s[kRowsPerThread][kColsPerThread];
   Tiles::compute(rows, p.n, cols, p.m, p.k, row0, col0, tiles, s);
 
-  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
   acc_t loss = 0;
   int64_t pos = 0, neg = 0;
-#pragma unroll
-  for (int r = 0; r < kRowsPerThread; ++r) {
-    const int64_t i = row0 + ty + kThreadRows * r;
-#pragma unroll
-    for (int c = 0; c < kColsPerThread; ++c) {
-      const int64_t j = col0 + tx + kThreadCols * c;
-      if (i >= p.n || j >= p.m) continue;
-      const acc_t sim = s[r][c];
-      const int sel = select_pair(selection(i, j, sim), u, l);
-      loss += pair_loss(p.kind, sel, sim, eps) + nan_unless_finite(sim);
-      pos += sel > 0;
-      neg += sel < 0;
-    }
-  }
+  for_each_tile_entry<kRowsPerThread>(row0, col0, [&](int r, int c, int64_t i, int64_t j) {
+    if (i >= p.n || j >= p.m) return;
+    const acc_t sim = s[r][c];
+    const int sel = select_pair(selection(i, j, sim), u, l);
+    loss += pair_loss(p.kind, sel, sim, eps) + nan_unless_finite(sim);
+    pos += sel > 0;
+    neg += sel < 0;
+  });
   const acc_t tile_loss = block_sum(loss, loss_scratch);
   const int64_t tile_pos = block_sum(pos, count_scratch);
   const int64_t tile_neg = block_sum(neg, count_scratch);

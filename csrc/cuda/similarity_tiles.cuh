@@ -24,6 +24,20 @@ constexpr int kColsPerThread = kTileCols / kThreadCols;
 constexpr int kForwardTileRows = 64;
 constexpr int kBackwardTileRows = 32;  // smaller: the backward also stages a weight tile
 
+// Calls f(r, c, i, j) for each entry s[r][c] of a tile at (row0, col0) that this thread holds
+// (the layout below), with (i, j) its place in S; at the matrices' edges (i, j) may lie past
+// their ends, which f checks.
+template <int kRowsPerThread, typename F>
+__device__ __forceinline__ void for_each_tile_entry(int64_t row0, int64_t col0, F&& f) {
+  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int64_t i = row0 + ty + kThreadRows * r;
+#pragma unroll
+    for (int c = 0; c < kColsPerThread; ++c) f(r, c, i, col0 + tx + kThreadCols * c);
+  }
+}
+
 // s[r][c] = rows[row0 + ty + kThreadRows r] . cols[col0 + tx + kThreadCols c], zero outside
 // the matrices, with tx = threadIdx.x % kThreadCols and ty = threadIdx.x / kThreadCols.
 // SIMT version: features are summed in ascending order, so S_ij and S_ji are bit-identical.

@@ -31,23 +31,15 @@ __global__ void __launch_bounds__(kThreads) weighted_columns_kernel(
   __shared__ acc_t w_smem[kBackwardTileRows][kTileCols + 1];  // +1: no bank conflicts
   __shared__ acc_t c_smem[kTileCols][kFeatChunk];
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kBackwardTileRows;
-  const int tx = threadIdx.x % kThreadCols, ty = threadIdx.x / kThreadCols;
   const bool sums_in_registers = k <= kFeatChunk;
   acc_t out[kOutPerThread] = {};
 
   for (int64_t col0 = 0; col0 < m; col0 += kTileCols) {
     acc_t s[kRowsPerThread][kColsPerThread];
     Tiles::compute(rows, n, cols, m, k, row0, col0, tiles, s);
-#pragma unroll
-    for (int r = 0; r < kRowsPerThread; ++r) {
-      const int64_t i = row0 + ty + kThreadRows * r;
-#pragma unroll
-      for (int c = 0; c < kColsPerThread; ++c) {
-        const int64_t j = col0 + tx + kThreadCols * c;
-        w_smem[ty + kThreadRows * r][tx + kThreadCols * c] =
-            (i < n && j < m) ? weight(i, j, s[r][c]) : acc_t(0);
-      }
-    }
+    for_each_tile_entry<kRowsPerThread>(row0, col0, [&](int r, int c, int64_t i, int64_t j) {
+      w_smem[i - row0][j - col0] = (i < n && j < m) ? weight(i, j, s[r][c]) : acc_t(0);
+    });
     const int cols_here = static_cast<int>(min(static_cast<int64_t>(kTileCols), m - col0));
     for (int64_t f0 = 0; f0 < k; f0 += kFeatChunk) {
       __syncthreads();  // w_smem is written; c_smem is free again
