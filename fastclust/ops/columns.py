@@ -117,10 +117,7 @@ def pica_loss(p1, p2, *, lam=2.0, return_parts=False, group=None, global_batch=F
     column sum makes the entropy NaN. Gradients flow to both views; float64 for float64 input,
     float32 otherwise.
 
-    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
-    the views hold this rank's rows, their partial column statistics are all-reduced, and the
-    result is that of the concatenated batch on every rank (gradient convention:
-    :mod:`fastclust.distributed`).
+    ``group`` / ``global_batch=True``: as for :func:`asv_similarity`.
     """
     check_tensors(("p1", p1), ("p2", p2))
     refuse_forward_ad("pica_loss", p1, p2)
@@ -140,10 +137,7 @@ def cluster_contrastive_loss(c_a, c_b, *, tau=1.0, entropy_weight=1.0, return_pa
     ``cross_entropy + entropy_weight * entropy_term``, or ``(loss, cross_entropy, entropy_term)``
     with ``return_parts=True``.
 
-    ``group`` (a torch.distributed process group) or ``global_batch=True`` (the default group):
-    the views hold this rank's rows, their partial column statistics are all-reduced, and the
-    result is that of the concatenated batch on every rank (gradient convention:
-    :mod:`fastclust.distributed`).
+    ``group`` / ``global_batch=True``: as for :func:`asv_similarity`.
     """
     check_tensors(("c_a", c_a), ("c_b", c_b))
     refuse_forward_ad("cluster_contrastive_loss", c_a, c_b)
