@@ -60,3 +60,26 @@ def assert_survivors_raise(worker, world, tmp_path):
         p.join(timeout=120)
         assert not p.is_alive(), "a rank hung"
     assert (tmp_path / "outcome.txt").read_text().startswith("raised")
+
+
+def front_end_params(front_ends, pick):
+    """pytest params of (front end, sample) for the samples ``pick(front_end)`` returns
+    (fastclust.ops.family)."""
+    return [pytest.param(fe, s, id=f"{fe.name}-{s.label}") for fe in front_ends for s in pick(fe)]
+
+
+def floating_outputs(fn, sample, dtype=torch.float64, device="cpu"):
+    """``fn`` as a function of the sample's tensors alone, returning its floating outputs (a
+    front end's counts are integers)."""
+    kwargs = sample.kwargs(dtype, device)
+
+    def call(*tensors):
+        out = fn(*tensors, **kwargs)
+        return tuple(o for o in (out if isinstance(out, tuple) else (out,)) if o.is_floating_point())
+    return call
+
+
+def weighted_sum(outputs, seed):
+    """A fixed random combination of the outputs: its gradient checks every entry's share."""
+    g = torch.Generator().manual_seed(seed)
+    return sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64).to(o)).sum() for o in outputs)

@@ -8,14 +8,14 @@ import torch
 from torch.library import opcheck
 
 from fastclust.ops import FAMILIES
-from helpers import assert_accurate, devices, low_precision_dtypes, needs_cuda
+from helpers import (assert_accurate, devices, floating_outputs, front_end_params, low_precision_dtypes,
+                     needs_cuda, weighted_sum)
 
 FRONT_ENDS = [fe for family in FAMILIES for fe in family.front_ends]
 
 
 def params(pick):
-    """pytest params of (front end, sample) for the samples ``pick(front_end)`` returns."""
-    return [pytest.param(fe, s, id=f"{fe.name}-{s.label}") for fe in FRONT_ENDS for s in pick(fe)]
+    return front_end_params(FRONT_ENDS, pick)
 
 
 def outputs_and_grads(fn, sample, dtype=torch.float64, device="cpu", inputs=None, seed=1):
@@ -24,9 +24,7 @@ def outputs_and_grads(fn, sample, dtype=torch.float64, device="cpu", inputs=None
     inputs = sample.inputs(dtype, device) if inputs is None else inputs
     out = fn(*inputs, **sample.kwargs(dtype, device))
     outs = out if isinstance(out, tuple) else (out,)
-    floating = [o for o in outs if o.is_floating_point()]
-    g = torch.Generator().manual_seed(seed)
-    total = sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64).to(o)).sum() for o in floating)
+    total = weighted_sum([o for o in outs if o.is_floating_point()], seed)
     # PICA's entropy term does not depend on p2: an unused input's gradient is zero.
     grads = torch.autograd.grad(total, inputs, allow_unused=True, materialize_grads=True)
     return [o.detach() for o in outs] + list(grads)
@@ -41,14 +39,14 @@ def assert_all_close(got, want, rtol, atol, what=""):
             torch.testing.assert_close(g.cpu(), w.cpu(), rtol=rtol, atol=atol, msg=lambda m: f"{what} {i}: {m}")
 
 
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.samples(fe)))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.samples()))
 def test_matches_reference_float64(fe, sample):
     assert_all_close(outputs_and_grads(fe.fn, sample), outputs_and_grads(fe.reference, sample),
                      rtol=1e-9, atol=1e-12)
 
 
 @devices
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy()))
 def test_low_precision_accuracy(device, fe, sample):
     want = outputs_and_grads(fe.reference, sample, device=device)
     for dtype in low_precision_dtypes(device):
@@ -60,7 +58,7 @@ def test_low_precision_accuracy(device, fe, sample):
 
 
 @devices
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy()))
 def test_deterministic(device, fe, sample):
     runs = []
     threads = torch.get_num_threads()
@@ -75,7 +73,7 @@ def test_deterministic(device, fe, sample):
         assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))
 
 
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy()))
 def test_strided_inputs(fe, sample):
     contiguous = sample.inputs()
     column_major = [t.detach().T.contiguous().T.requires_grad_() for t in contiguous]
@@ -87,18 +85,12 @@ def test_strided_inputs(fe, sample):
         assert_all_close(outputs_and_grads(fe.fn, sample, inputs=strided), want, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.gradcheck))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.gradcheck()))
 def test_gradcheck(fe, sample):
-    kwargs = sample.kwargs()
-
-    def floating_outputs(*tensors):
-        out = fe.fn(*tensors, **kwargs)
-        return tuple(o for o in (out if isinstance(out, tuple) else (out,)) if o.is_floating_point())
-
-    assert torch.autograd.gradcheck(floating_outputs, sample.inputs())
+    assert torch.autograd.gradcheck(floating_outputs(fe.fn, sample), sample.inputs())
 
 
-@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy))
+@pytest.mark.parametrize("fe,sample", params(lambda fe: fe.accuracy()))
 def test_torch_compile_fullgraph(fe, sample):
     torch._dynamo.reset()  # one lambda serves every front end: start from no cached graph
     kwargs = sample.kwargs(torch.float32)
@@ -129,7 +121,7 @@ def test_opcheck(device, case):
 @needs_cuda
 # Besides the accuracy samples and a seventh of the others, odd widths over many tiles.
 @pytest.mark.parametrize("fe,sample", params(
-    lambda fe: fe.accuracy + tuple(fe.samples(fe)[::7]) + (fe.sample("5000x7", 5000, 7),)))
+    lambda fe: fe.accuracy() + tuple(fe.samples()[::7]) + (fe.sample("5000x7", 5000, 7),)))
 def test_cuda_matches_cpu_float64(fe, sample):
     assert_all_close(outputs_and_grads(fe.fn, sample, device="cuda"), outputs_and_grads(fe.fn, sample),
                      rtol=1e-9, atol=1e-12)

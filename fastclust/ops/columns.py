@@ -226,8 +226,8 @@ def _column_loss_twin(a, b, kind, tau, weight):
 
 def _front_end(name, fn, twin, inputs, options):
     return FrontEnd(name, fn, twin, inputs, options, _samples,
-                    accuracy=(Sample("768x70", inputs(768, 70), options),),
-                    gradcheck=(Sample("5x3", inputs(5, 3, seed=4), options),), double_backward=False)
+                    accuracy_of=lambda fe: (fe.sample("768x70", 768, 70),),
+                    gradcheck_of=lambda fe: (fe.sample("5x3", 5, 3, seed=4),), double_backward=False)
 
 
 FAMILY = Family("columns", (

@@ -265,22 +265,22 @@ def _op_cases():
 
 NT_XENT = FrontEnd(
     "nt_xent_loss", nt_xent_loss, reference.nt_xent_loss, _views(2), {"tau": 0.5}, _nt_xent_samples,
-    accuracy=(Sample("300x64", _views(2)(300, 64), {"tau": 0.2}),),
-    gradcheck=tuple(Sample(f"4x3-exclude{e}", _views(2)(4, 3, seed=5), {"tau": 0.4, "exclude_self": e})
-                    for e in (True, False)),
+    accuracy_of=lambda fe: (fe.sample("300x64", 300, 64, tau=0.2),),
+    gradcheck_of=lambda fe: [fe.sample(f"4x3-exclude{e}", 4, 3, seed=5, tau=0.4, exclude_self=e) for e in (True, False)],
     double_backward=True)
 SEMANTIC = FrontEnd(
     "semantic_contrastive_loss", semantic_contrastive_loss, reference.semantic_contrastive_loss, _views(4),
     {"tau": 1.0}, _semantic_samples,
-    accuracy=(Sample("300x64", _views(4)(300, 64), {"tau": 0.2}),),
-    gradcheck=(Sample("3x5", _views(4)(3, 5, seed=6), {"tau": 0.6}),), double_backward=True)
+    accuracy_of=lambda fe: (fe.sample("300x64", 300, 64, tau=0.2),),
+    gradcheck_of=lambda fe: (fe.sample("3x5", 3, 5, seed=6, tau=0.6),), double_backward=True)
 ROW_LOGSUMEXP = FrontEnd(
     "row_logsumexp", row_logsumexp, reference.row_logsumexp,
     lambda n, d, seed=0: (_normalized(n, d, seed), _normalized(n, d, seed + 1)),
     {"tau": 0.5, "self_offset": 0}, _row_logsumexp_samples,
     # A rank's few rows against a gathered batch: a single row tile, run on the calling thread.
-    accuracy=(Sample("50x2000x128-self5", (randn(50, 128, seed=1), randn(2000, 128, seed=2)),
-                     {"tau": 0.2, "self_offset": 5}),),
-    gradcheck=(Sample("5x4x3-self1", (randn(5, 3, seed=7), randn(4, 3, seed=8)), {"tau": 0.7, "self_offset": 1}),),
+    accuracy_of=lambda fe: (Sample("50x2000x128-self5", (randn(50, 128, seed=1), randn(2000, 128, seed=2)),
+                                   {"tau": 0.2, "self_offset": 5}),),
+    gradcheck_of=lambda fe: (Sample("5x4x3-self1", (randn(5, 3, seed=7), randn(4, 3, seed=8)),
+                                    {"tau": 0.7, "self_offset": 1}),),
     double_backward=True)
 FAMILY = Family("contrastive", (NT_XENT, SEMANTIC, ROW_LOGSUMEXP), _op_cases)

@@ -57,24 +57,35 @@ class FrontEnd:
 
     ``inputs(n, width, seed)``: the tensors of a realistic call at n rows of ``width`` columns
     (features, cluster probabilities, embeddings), float64 on the CPU; ``options``: the options
-    such a call passes. ``samples(front_end)``: the calls checked against the twin in float64 (every
-    option and edge case); ``accuracy``: larger calls for the low-precision, determinism,
-    stride and compile checks; ``gradcheck``: small calls whose derivatives are smooth in a
-    neighbourhood (no selection flips under a finite-difference step). ``double_backward``:
-    whether a gradient of its gradient is computed (else refused with an error naming it)."""
+    such a call passes. The samples are built when asked for, not at import, each by a
+    function of the front end: :meth:`samples`, the calls checked against the twin in float64
+    (every option and edge case); :meth:`accuracy`, larger calls for the low-precision,
+    determinism, stride and compile checks; :meth:`gradcheck`, small calls whose derivatives are
+    smooth in a neighbourhood (no selection flips under a finite-difference step).
+    ``double_backward``: whether a gradient of its gradient is computed (else refused with an
+    error naming it)."""
     name: str
     fn: Callable
     reference: Callable
     inputs: Callable
     options: dict
-    samples: Callable
-    accuracy: tuple
-    gradcheck: tuple
+    samples_of: Callable
+    accuracy_of: Callable
+    gradcheck_of: Callable
     double_backward: bool
 
     def sample(self, label, n, width, seed=0, **options):
         """A sample of ``inputs(n, width, seed)`` with the front end's options updated."""
         return Sample(label, tuple(self.inputs(n, width, seed)), {**self.options, **options})
+
+    def samples(self):
+        return list(self.samples_of(self))
+
+    def accuracy(self):
+        return tuple(self.accuracy_of(self))
+
+    def gradcheck(self):
+        return tuple(self.gradcheck_of(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +117,3 @@ class Family:
     def ops(self):
         return sorted({case.op for case in self.op_cases()})
 
-
-def far_thresholds(values):
-    """(u, l) at least a margin away from every value, so that no pair's selection can flip
-    between two correct summation orders (or under a finite-difference step)."""
-    v = values.flatten().double()
-    lo, hi = v.min().item() - 0.1, v.max().item() + 0.1
-    candidates = torch.linspace(lo, hi, 203, dtype=torch.float64)[1:-1]
-    dist = (v[None, :] - candidates[:, None]).abs().min(1).values
-    half = len(candidates) // 2
-    u = candidates[half:][dist[half:].argmax()].item()
-    l = candidates[:half][dist[:half].argmax()].item()
-    return u, l

@@ -5,7 +5,7 @@ import torch
 
 from .. import distributed, reference
 from ..reference import DAC, DSEC
-from .family import Family, FrontEnd, OpCase, Sample, far_thresholds, randn
+from .family import Family, FrontEnd, OpCase, Sample, randn
 from ._autograd import (OPS, acc_dtype, check_tensors, check_views, cpu_half_as_float, eager_gradients, flag,
                         float32_under_autocast, fused_backward, refuse_double_backward, refuse_forward_ad,
                         scalar)
@@ -177,12 +177,12 @@ def _samples(front_end):
             u, l = (0.8, 0.3) if k > 1 else (1.0, 1.0)  # k = 1: every similarity is exactly 1
             out += [front_end.sample(f"{n}x{k}-p{p}", n, k, seed=n + k, u=u, l=l, p=p)
                     for p in (1.0, 2.0, 3.0)]
+    # Norms below 1 keep the diagonal S_ii off DAC's clamp kink at 1, where a last-bit rounding
+    # difference would switch its gradient between -1/S and 0.
+    restrained = 0.9 * reference.restraint(*_features(50, 6), 2.0)
     for reduction in _REDUCTIONS:
         out.append(front_end.sample(f"50x6-{reduction}", 50, 6, u=0.7, l=0.2, reduction=reduction))
-        # Norms below 1 keep the diagonal S_ii off DAC's clamp kink at 1, where a last-bit
-        # rounding difference would switch its gradient between -1/S and 0.
-        x = 0.9 * reference.restraint(*_features(50, 6), 2.0)
-        out.append(Sample(f"50x6-{reduction}-normalized", (x,),
+        out.append(Sample(f"50x6-{reduction}-normalized", (restrained,),
                           {**front_end.options, "u": 0.7, "l": 0.2, "reduction": reduction,
                            "normalized": True}))
     for n, k, ks in ((1, 3, 3), (37, 9, 9), (130, 10, 4)):
@@ -199,6 +199,19 @@ def _similarities(rows, cols, kind):
     return similarity
 
 
+def _far_thresholds(values):
+    """(u, l) at least a margin away from every value, so that no pair's selection can flip
+    between two correct summation orders."""
+    v = values.flatten().double()
+    lo, hi = v.min().item() - 0.1, v.max().item() + 0.1
+    candidates = torch.linspace(lo, hi, 203, dtype=torch.float64)[1:-1]
+    dist = (v[None, :] - candidates[:, None]).abs().min(1).values
+    half = len(candidates) // 2
+    u = candidates[half:][dist[half:].argmax()].item()
+    l = candidates[:half][dist[:half].argmax()].item()
+    return u, l
+
+
 def _split_threshold(logits, kind):
     """A threshold u = l in the widest gap between the off-diagonal similarities of
     ``restraint(logits)`` (DSEC: cosines): every pair is selected, as a positive or a negative,
@@ -211,7 +224,8 @@ def _split_threshold(logits, kind):
     return {"u": threshold, "l": threshold}
 
 
-def _gradcheck_samples(kind):
+def _gradcheck_samples(front_end):
+    kind = DSEC if front_end.fn is dsec_loss else DAC
     x, select = randn(6, 3, seed=3), randn(6, 2, seed=4, scale=4)
     return (Sample("6x3", (x,), _split_threshold(x, kind)),
             Sample("6x3-select", (x,), {**_split_threshold(select, kind), "select": select}))
@@ -234,8 +248,7 @@ def _op_cases():
             sel_cols = side(m, ks, 6) if selector and m is not None else None
             on_rows = rows if sel_rows is None else sel_rows
             on_cols = cols if sel_rows is None else sel_cols
-            # No selection may flip between two correct summation orders.
-            u, l = far_thresholds(_similarities(on_rows, on_rows if on_cols is None else on_cols, kind))
+            u, l = _far_thresholds(_similarities(on_rows, on_rows if on_cols is None else on_cols, kind))
             return [rows, cols, sel_rows, sel_cols, u, l, kind, 1e-7]
 
         label = f"{n}x{m or n}x{k}-{kind}" + ("-select" if selector else "")
@@ -244,13 +257,12 @@ def _op_cases():
                      lambda dtype, f=args: [torch.tensor(0.75, dtype=torch.float64), *f(dtype)])
 
 
-def _front_end(name, fn, twin, kind):
-    return FrontEnd(name, fn, twin, _features, {"u": 0.8, "l": 0.3, "return_stats": True},
-                    _samples, accuracy=(Sample("500x10", _features(500, 10), {"u": 0.8, "l": 0.3,
-                                                                                  "return_stats": True}),),
-                    gradcheck=_gradcheck_samples(kind), double_backward=True)
+def _front_end(name, fn, twin):
+    return FrontEnd(name, fn, twin, _features, {"u": 0.8, "l": 0.3, "return_stats": True}, _samples,
+                    accuracy_of=lambda fe: (fe.sample("500x10", 500, 10),), gradcheck_of=_gradcheck_samples,
+                    double_backward=True)
 
 
-DAC_LOSS, DSEC_LOSS = (_front_end("dac_loss", dac_loss, reference.dac_loss, DAC),
-                       _front_end("dsec_loss", dsec_loss, reference.dsec_loss, DSEC))
+DAC_LOSS, DSEC_LOSS = (_front_end("dac_loss", dac_loss, reference.dac_loss),
+                       _front_end("dsec_loss", dsec_loss, reference.dsec_loss))
 FAMILY = Family("pairwise", (DAC_LOSS, DSEC_LOSS), _op_cases)
